@@ -8,6 +8,7 @@ Toolformer re-implementations do) for comparison.
 from __future__ import annotations
 
 import argparse
+import statistics
 import time
 
 import torch
@@ -56,13 +57,16 @@ def naive_loop(model, tok, prompt, tools, new):
     return produced
 
 
-def timed(fn, repeat=2):
-    best, value = float("inf"), None
+def side_by_side(fns, repeat=5):
+    """Run the functions in turn `repeat` times (so drifts in machine speed hit all alike); median seconds each."""
+    times = [[] for _ in fns]
+    values = [None] * len(fns)
     for _ in range(repeat):
-        t = time.perf_counter()
-        value = fn()
-        best = min(best, time.perf_counter() - t)
-    return best, value
+        for k, fn in enumerate(fns):
+            t = time.perf_counter()
+            values[k] = fn()
+            times[k].append(time.perf_counter() - t)
+    return [statistics.median(ts) for ts in times], values
 
 
 def main() -> None:
@@ -84,13 +88,19 @@ def main() -> None:
         prompts = [build_prompt(q, ["Calculator"]) for q in QUESTIONS[:b]]
         cfg = DecodeConfig(max_new_tokens=args.new)
         hf_generate(model, tok, prompts, 4)  # warm-up
-        t_plain, n_plain = timed(lambda: hf_generate(model, tok, prompts, args.new))
-        t_tool, gens = timed(lambda: generate(model, tok, prompts, tools, cfg))
+        (t_plain, t_tool), (n_plain, gens) = side_by_side(
+            [
+                lambda: hf_generate(model, tok, prompts, args.new),
+                lambda: generate(model, tok, prompts, tools, cfg),
+            ]
+        )
         n_tool = sum(g.new_tokens + g.forced_tokens for g in gens)
         calls = sum(len(g.calls) for g in gens)
         naive = ""
         if b == 1:
-            t_naive, n_naive = timed(lambda: naive_loop(model, tok, prompts[0], tools, args.new), repeat=1)
+            (t_naive,), (n_naive,) = side_by_side(
+                [lambda: naive_loop(model, tok, prompts[0], tools, args.new)], 1
+            )
             naive = f"{n_naive / t_naive:12.1f}"
         r_plain, r_tool = n_plain / t_plain, n_tool / t_tool
         print(f"{b:>5} {r_plain:12.1f} {r_tool:12.1f} {r_tool / r_plain:6.2f} {calls:>5} {naive:>12}")

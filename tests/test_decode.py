@@ -52,8 +52,8 @@ class _Cache:
 class ScriptedLM(torch.nn.Module):
     """A fake causal LM that 'samples' a fixed token script per row and records every token it is fed.
 
-    Each forward pass with real tokens for a row yields that row's next script token, whatever was fed; so the
-    tokens fed can be counted exactly, and forced tool results do not advance the script.
+    It proposes script[k], where k counts the script tokens it has been fed back so far (matched in order), so
+    forced tool-result tokens never advance the script, however the decoder chunks them.
     """
 
     def __init__(self, scripts: list[list[int]], vocab_size: int, eos: int) -> None:
@@ -77,14 +77,17 @@ class ScriptedLM(torch.nn.Module):
         for b, row in enumerate(self.slots):
             real = step_mask[b].bool()
             toks = input_ids[b][real].tolist()
+            script = self.scripts[row]
+            if self.fed[row]:  # not the prompt: count the script tokens fed back
+                for t in toks:
+                    if self.cursor[row] < len(script) and t == script[self.cursor[row]]:
+                        self.cursor[row] += 1
             self.fed[row].extend(toks)
             self.positions[row].extend(position_ids[b][real].tolist())
             self.chunks[row].append(len(toks))
             if toks:
-                script = self.scripts[row]
-                nxt = script[self.cursor[row]] if self.cursor[row] < len(script) else self.config.eos_token_id
-                self.cursor[row] += 1
-                logits[b, 0, nxt] = 1e4
+                k = self.cursor[row]
+                logits[b, 0, script[k] if k < len(script) else self.config.eos_token_id] = 1e4
         return SimpleNamespace(logits=logits, cache=cache)
 
 
