@@ -19,9 +19,11 @@ $(STAMP): pyproject.toml Makefile
 	touch $(STAMP)
 
 demo: setup
+	$(BIN)/toolformer tools list
 	$(BIN)/toolformer tools call Calculator "23*47"
+	$(BIN)/toolformer tools call WikiSearch "Albert Einstein"
 	$(BIN)/toolformer ask "What is 23 times 47?"
-	$(BIN)/toolformer ask "A farmer has 348 sheep and buys 129 more. How many sheep does he have now?" --tools Calculator
+	$(BIN)/toolformer ask "Sam had 500 dollars and spent 137 dollars. How much money is left?" --tools Calculator
 	$(BIN)/toolformer ask "What day of the week is it today?" --tools Calendar
 
 test: setup

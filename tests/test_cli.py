@@ -110,3 +110,36 @@ def test_ask_runs_the_calculator_with_the_embedded_model(smol):
     assert data["calls"][0]["tool"] == "Calculator"
     assert data["calls"][0]["output"] == "1081"
     assert "[Calculator(23 * 47) → 1081]" in data["text"]
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tiny_lm, tmp_path_factory):
+    model, tok = tiny_lm
+    path = tmp_path_factory.mktemp("tiny-model")
+    model.save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
+def test_ask_json_with_a_local_model_directory(tiny_dir):
+    result = runner.invoke(app, ["ask", "Hello", "--model", str(tiny_dir), "--max-new-tokens", "5", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["new_tokens"] == 5 and data["finish_reason"] == "length"
+    assert data["prompt"].endswith("Question: Hello\nAnswer:")
+
+
+def test_chat_reads_lines_until_eof(tiny_dir):
+    result = runner.invoke(
+        app,
+        ["chat", "--model", str(tiny_dir), "--tools", "Calculator", "--max-new-tokens", "4"],
+        input="hi\n",
+    )
+    assert result.exit_code == 0, result.output
+    assert "model>" in result.stdout
+
+
+def test_missing_model_directory_is_one_line(tmp_path):
+    result = runner.invoke(app, ["ask", "hi", "--model", str(tmp_path / "nope")])
+    assert result.exit_code == 2
+    assert "nope" in result.stderr and "Traceback" not in result.output

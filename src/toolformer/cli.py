@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -13,6 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
+from typer.core import TyperGroup
 
 from toolformer.errors import ToolformerError
 
@@ -23,6 +25,27 @@ tools_app = typer.Typer(help="List and call tools.", no_args_is_help=True)
 index_app = typer.Typer(help="Build search indexes for WikiSearch and QA.", no_args_is_help=True)
 app.add_typer(tools_app, name="tools")
 app.add_typer(index_app, name="index")
+
+
+class _RunByDefault(TyperGroup):
+    """`toolformer annotate FILE ...` means `toolformer annotate run FILE ...`; `inspect` is the other command."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] not in ("--help", "-h"):
+            args = ["run", *args]
+        return super().parse_args(ctx, args)
+
+
+annotate_app = typer.Typer(
+    cls=_RunByDefault,
+    help=(
+        "Annotate a corpus with tool calls (paper §2): `toolformer annotate FILE [options]` (same as `annotate run "
+        "FILE`), then `toolformer annotate inspect DIR --id ID`. An input file literally named `inspect` needs "
+        "`annotate run inspect`."
+    ),
+    no_args_is_help=True,
+)
+app.add_typer(annotate_app, name="annotate")
 
 console = Console()
 err_console = Console(stderr=True)
@@ -36,6 +59,9 @@ def clean_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        # The CLI draws its own progress; the libraries' per-load bars and advisories would bury the answer.
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
         try:
             return fn(*args, **kwargs)
         except ToolformerError as exc:
@@ -223,6 +249,180 @@ def index_build(
         )
     console.print(f"index: {path}")
     console.print(f"use it with: --corpus {corpus}")
+
+
+def _ahelp(name: str) -> str:
+    from toolformer.datagen.annotate import AnnotateConfig
+
+    return AnnotateConfig.help(name)
+
+
+def _adefault(name: str) -> Any:
+    from toolformer.datagen.annotate import AnnotateConfig
+
+    return AnnotateConfig.default(name)
+
+
+def _fmt_loss(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+@annotate_app.command("run")
+@clean_errors
+def annotate_run(
+    file: str = typer.Argument(..., help=_ahelp("input")),
+    text_field: str = typer.Option(_adefault("text_field"), help=_ahelp("text_field")),
+    id_field: str = typer.Option(_adefault("id_field"), help=_ahelp("id_field")),
+    format: str = typer.Option(_adefault("format"), "--format", help=_ahelp("format")),
+    text_unit: str = typer.Option(_adefault("text_unit"), help=_ahelp("text_unit")),
+    hf_split: str = typer.Option(_adefault("hf_split"), help=_ahelp("hf_split")),
+    tools: str = typer.Option(_adefault("tools"), "--tools", "-t", help=_ahelp("tools")),
+    proposer: str = typer.Option(_adefault("proposer"), help=_ahelp("proposer")),
+    model: str = typer.Option(_adefault("model"), "--model", "-m", help=_ahelp("model")),
+    tau_f: float = typer.Option(_adefault("tau_f"), help=_ahelp("tau_f")),
+    tau_f_tool: list[str] = typer.Option([], "--tau-f-tool", help=_ahelp("tau_f_tool")),
+    horizon: int = typer.Option(_adefault("horizon"), help=_ahelp("horizon")),
+    out: str = typer.Option(_adefault("out"), "--out", "-o", help=_ahelp("out")),
+    limit: int = typer.Option(None, help=_ahelp("limit")),
+    shard_size: int = typer.Option(_adefault("shard_size"), help=_ahelp("shard_size")),
+    num_shards: int = typer.Option(_adefault("num_shards"), help=_ahelp("num_shards")),
+    shard_id: int = typer.Option(_adefault("shard_id"), help=_ahelp("shard_id")),
+    backend: str = typer.Option(_adefault("backend"), help=_ahelp("backend")),
+    device: str = typer.Option(_adefault("device"), help=_ahelp("device")),
+    autocast_bf16: bool = typer.Option(None, "--bf16/--no-bf16", help=_ahelp("autocast_bf16")),
+    max_batch_tokens: int = typer.Option(_adefault("max_batch_tokens"), help=_ahelp("max_batch_tokens")),
+    batch_docs: int = typer.Option(_adefault("batch_docs"), help=_ahelp("batch_docs")),
+    max_chars: int = typer.Option(_adefault("max_chars"), help=_ahelp("max_chars")),
+    dev_fraction: float = typer.Option(_adefault("dev_fraction"), help=_ahelp("dev_fraction")),
+    seed: int = typer.Option(_adefault("seed"), help=_ahelp("seed")),
+    workers: int = typer.Option(_adefault("workers"), help=_ahelp("workers")),
+    tool_cache: str = typer.Option(None, help=_ahelp("tool_cache")),
+    ray_address: str = typer.Option(None, help=_ahelp("ray_address")),
+    ray_actors: int = typer.Option(_adefault("ray_actors"), help=_ahelp("ray_actors")),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Annotate FILE with tool calls: heuristics → sample → execute → filter (τ_f) → merge; resumable.
+
+    Writes DIR/shard-*.jsonl (training texts with calls, field `split` = train/dev), DIR/records-*.jsonl (every
+    document and candidate with its losses) and DIR/manifest.json. Rerun the same command to resume.
+    """
+    from toolformer.datagen.annotate import AnnotateConfig, annotate, parse_tau_f_tool
+
+    config = AnnotateConfig(
+        input=file,
+        out=out,
+        format=format,
+        text_field=text_field,
+        id_field=id_field,
+        text_unit=text_unit,
+        hf_split=hf_split,
+        tools=tools,
+        proposer=proposer,
+        model=model,
+        tau_f=tau_f,
+        tau_f_tool=parse_tau_f_tool(tau_f_tool),
+        horizon=horizon,
+        limit=limit,
+        shard_size=shard_size,
+        num_shards=num_shards,
+        shard_id=shard_id,
+        backend=backend,
+        device=device,
+        autocast_bf16=autocast_bf16,
+        max_batch_tokens=max_batch_tokens,
+        batch_docs=batch_docs,
+        max_chars=max_chars,
+        dev_fraction=dev_fraction,
+        seed=seed,
+        workers=workers,
+        tool_cache=tool_cache,
+        ray_address=ray_address,
+        ray_actors=ray_actors,
+    )
+    report = annotate(config, progress=not quiet)
+    taus = config.filter_config()
+    table = Table(title=f"Annotated {report.documents} documents ({report.bad} bad rows)")
+    for col in (
+        "tool",
+        "texts seen",
+        "positions",
+        "proposed",
+        "executed ok",
+        "errors",
+        "τ_f",
+        "kept",
+        "texts kept",
+    ):
+        table.add_column(col, justify="left" if col == "tool" else "right")
+    for name, st in report.per_tool.items():
+        table.add_row(
+            name,
+            str(st.texts),
+            str(st.positions),
+            str(st.proposed),
+            str(st.executed_ok),
+            str(st.executed_error),
+            f"{taus.tau_for(name):g}",
+            str(st.kept),
+            str(st.texts_kept),
+        )
+    console.print(table)
+    for bad in report.bad_rows[:10]:
+        err_console.print(f"[yellow]bad row[/yellow] {bad.id}: {bad.reason}", highlight=False)
+    if report.bad > 10:
+        err_console.print(f"[yellow]… {report.bad - 10} more bad rows: see the records files[/yellow]")
+    rate = report.texts_per_hour
+    console.print(
+        f"{report.texts_kept} training texts ({report.dev_texts} dev) with {report.calls_kept} calls; "
+        f"{report.chunks_written} shards written, {report.chunks_done_before} already done"
+        + (f"; {rate:,.0f} texts/hour" if rate else ""),
+        highlight=False,
+    )
+    console.print(f"output: {report.out}  (manifest: {report.manifest.name})", highlight=False)
+
+
+@annotate_app.command("inspect")
+@clean_errors
+def annotate_inspect(
+    out: Path = typer.Argument(..., help="The output folder of `toolformer annotate`."),
+    doc_id: str = typer.Option(..., "--id", help="The document id."),
+    as_json: bool = typer.Option(False, "--json", help="Print the document's record as JSON."),
+) -> None:
+    """Show one document's candidate calls with L⁺, L⁻, gain and verdict, and its augmented text."""
+    from toolformer.datagen.annotate import find_document
+
+    record, row = find_document(out, doc_id)
+    if as_json:
+        print(json.dumps({"record": record, "shard_row": row}, ensure_ascii=False, indent=2))
+        return
+    console.print(
+        f"[bold]{record['id']}[/bold]  split={record.get('split')}  status={record.get('status')}  "
+        f"verdict: {record.get('verdict')}",
+        highlight=False,
+    )
+    cands = record.get("candidates", [])
+    if cands:
+        table = Table(title=f"{len(cands)} candidate calls", show_lines=False)
+        for col in ("#", "call", "pos", "tok", "L⁺", "L⁻", "L(ε)", "L(e(c,ε))", "gain", "verdict"):
+            table.add_column(col, overflow="fold", justify="left" if col in ("call", "verdict") else "right")
+        for i, c in enumerate(cands, 1):
+            style = "green" if c.get("kept") else ("red" if c.get("ok") is False else None)
+            table.add_row(
+                str(i),
+                c.get("call", ""),
+                str(c.get("position")),
+                "-" if c.get("token_index") is None else str(c["token_index"]),
+                _fmt_loss(c.get("loss_plus")),
+                _fmt_loss(c.get("loss_minus")),
+                _fmt_loss(c.get("loss_empty")),
+                _fmt_loss(c.get("loss_noresult")),
+                _fmt_loss(c.get("gain")),
+                c.get("reason", ""),
+                style=style,
+            )
+        console.print(table)
+    if row is not None:
+        console.print(_render_text(row["text"]))
 
 
 @app.command()

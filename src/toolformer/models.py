@@ -204,8 +204,15 @@ def _fingerprint(source: _Source) -> dict[str, Any]:
         module = importlib.import_module(alias.package)
         return {"file": alias.gguf_file, "sha256": getattr(module, "EXPECTED_SHA256", None)}
     assert source.path is not None
-    stat = source.path.stat()
-    return {"file": source.path.name, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    # Content, not mtime: reinstalling the same wheel (every fresh venv, every CI run) must not force a rebuild.
+    # The size plus a hash of the first and last MiB identifies a GGUF in milliseconds.
+    size = source.path.stat().st_size
+    digest = hashlib.sha256()
+    with source.path.open("rb") as fh:
+        digest.update(fh.read(1 << 20))
+        fh.seek(max(0, size - (1 << 20)))
+        digest.update(fh.read(1 << 20))
+    return {"file": source.path.name, "size": size, "head_tail_sha256": digest.hexdigest()}
 
 
 def _cache_problem(cache: Path, fingerprint: dict[str, Any] | None) -> str | None:
