@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from toolformer.errors import ConfigError, ModelNotFoundError
+from toolformer.paths import toolformer_home
 
 if TYPE_CHECKING:
     import torch
@@ -38,7 +39,6 @@ logger = logging.getLogger(__name__)
 DEFAULT_MODEL = "smollm2-135m-instruct"
 CACHE_FORMAT = 1  # bump when the cache layout changes: older caches are then rebuilt
 MARKER = "toolformer-cache.json"
-HOME_ENV = "TOOLFORMER_HOME"
 
 _DTYPES = {
     "auto": "auto",
@@ -89,12 +89,6 @@ ALIASES: dict[str, ModelAlias] = {
 
 
 # --------------------------------------------------------------------------------------------- locations
-
-
-def toolformer_home() -> Path:
-    """The toolformer data directory: `$TOOLFORMER_HOME`, else `~/.cache/toolformer`."""
-    value = os.environ.get(HOME_ENV)
-    return Path(value).expanduser() if value else Path.home() / ".cache" / "toolformer"
 
 
 def cache_dir(name: str) -> Path:

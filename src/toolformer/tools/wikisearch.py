@@ -26,9 +26,9 @@ from pathlib import Path
 from typing import Any
 
 from toolformer.errors import DataError, ToolError
+from toolformer.paths import toolformer_home
 from toolformer.tools.base import Tool
 
-HOME_ENV = "TOOLFORMER_HOME"
 DEFAULT_CORPUS_NAME = "vital_en.jsonl.gz"
 INDEX_FORMAT = 1  # bump when the files written by build_index change
 SNIPPET_CHARS = 200
@@ -41,12 +41,6 @@ _SENTENCE_END = re.compile(
 )
 
 Progress = Callable[[str], None]
-
-
-def toolformer_home() -> Path:
-    """`$TOOLFORMER_HOME`, or `~/.cache/toolformer`: where indexes and other caches live."""
-    value = os.environ.get(HOME_ENV, "").strip()
-    return Path(value).expanduser() if value else Path.home() / ".cache" / "toolformer"
 
 
 def default_corpus_path() -> Path:
