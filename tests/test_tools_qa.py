@@ -8,8 +8,9 @@ import pytest
 
 from toolformer.calls import Call
 from toolformer.errors import ToolError
+from toolformer.paths import HOME_ENV
 from toolformer.tools.qa import extractive_reader, qa_tool
-from toolformer.tools.wikisearch import HOME_ENV, Searcher, split_sentences
+from toolformer.tools.wikisearch import Searcher, split_sentences
 
 DOCS = [
     {

@@ -14,8 +14,8 @@ import pytest
 import toolformer.tools as tools_pkg
 from toolformer.calls import Call
 from toolformer.errors import ConfigError, ToolNotFoundError
+from toolformer.paths import HOME_ENV
 from toolformer.tools import BUILTIN_NAMES, Tool, ToolOutput, ToolRegistry, builtin_tools, load_tools, tool
-from toolformer.tools.wikisearch import HOME_ENV
 
 
 def double_it(x: int) -> int:

@@ -10,8 +10,8 @@ import pytest
 
 from toolformer.calls import Call
 from toolformer.errors import DataError
+from toolformer.paths import HOME_ENV
 from toolformer.tools.wikisearch import (
-    HOME_ENV,
     Searcher,
     build_index,
     default_corpus_path,

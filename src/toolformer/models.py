@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from toolformer.errors import ConfigError, ModelNotFoundError
+from toolformer.paths import HOME_ENV as HOME_ENV  # re-exported: the env var users set
 from toolformer.paths import toolformer_home
 
 if TYPE_CHECKING:
