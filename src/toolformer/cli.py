@@ -341,19 +341,16 @@ def annotate_run(
     )
     report = annotate(config, progress=not quiet)
     taus = config.filter_config()
-    table = Table(title=f"Annotated {report.documents} documents ({report.bad} bad rows)")
-    for col in (
-        "tool",
-        "texts seen",
-        "positions",
-        "proposed",
-        "executed ok",
-        "errors",
-        "τ_f",
-        "kept",
-        "texts kept",
-    ):
-        table.add_column(col, justify="left" if col == "tool" else "right")
+    from rich import box
+
+    table = Table(
+        title=f"Annotated {report.documents} documents ({report.bad} bad rows)",
+        caption="texts: heuristic passed; ok/errors: calls executed; kept: L⁻ − L⁺ ≥ τ_f, best at its position",
+        box=box.SIMPLE_HEAD,
+        collapse_padding=True,
+    )
+    for col in ("tool", "texts", "positions", "proposed", "ok", "errors", "τ_f", "kept", "texts kept"):
+        table.add_column(col, justify="left" if col == "tool" else "right", no_wrap=True)
     for name, st in report.per_tool.items():
         table.add_row(
             name,
@@ -402,9 +399,18 @@ def annotate_inspect(
     )
     cands = record.get("candidates", [])
     if cands:
-        table = Table(title=f"{len(cands)} candidate calls", show_lines=False)
+        from rich import box
+
+        table = Table(
+            title=f"{len(cands)} candidate calls", box=box.SIMPLE_HEAD, collapse_padding=True, pad_edge=False
+        )
         for col in ("#", "call", "pos", "tok", "L⁺", "L⁻", "L(ε)", "L(e(c,ε))", "gain", "verdict"):
-            table.add_column(col, overflow="fold", justify="left" if col in ("call", "verdict") else "right")
+            if col == "call":
+                table.add_column(col, overflow="fold", min_width=12, ratio=3)
+            elif col == "verdict":
+                table.add_column(col, overflow="fold", min_width=8, ratio=1)
+            else:
+                table.add_column(col, justify="right", no_wrap=True)
         for i, c in enumerate(cands, 1):
             style = "green" if c.get("kept") else ("red" if c.get("ok") is False else None)
             table.add_row(
@@ -423,6 +429,220 @@ def annotate_inspect(
         console.print(table)
     if row is not None:
         console.print(_render_text(row["text"]))
+
+
+def _ehelp(name: str) -> str:
+    from toolformer.evals.config import EvalConfig
+
+    return EvalConfig.help(name)
+
+
+def _edefault(name: str) -> Any:
+    from toolformer.evals.config import EvalConfig
+
+    return EvalConfig.default(name)
+
+
+@app.command("eval")
+@clean_errors
+def eval_command(
+    model: str = typer.Argument(_edefault("model"), help=_ehelp("model")),
+    suite: str = typer.Option(_edefault("suite"), "--suite", "-s", help=_ehelp("suite")),
+    datasets: str = typer.Option(None, help=_ehelp("datasets")),
+    data: str = typer.Option(None, help=_ehelp("data")),
+    baseline: str = typer.Option(None, help=_ehelp("baseline")),
+    baseline_tools: bool = typer.Option(False, "--baseline-tools", help=_ehelp("baseline_tools")),
+    modes: str = typer.Option(_edefault("modes"), help=_ehelp("modes")),
+    shots: int = typer.Option(_edefault("shots"), help=_ehelp("shots")),
+    limit: int = typer.Option(None, help=_ehelp("limit")),
+    trigger_top_k: int = typer.Option(_edefault("trigger_top_k"), help=_ehelp("trigger_top_k")),
+    sweep_k: str = typer.Option(None, help=_ehelp("sweep_k")),
+    max_calls: int = typer.Option(_edefault("max_calls"), help=_ehelp("max_calls")),
+    batch_size: int = typer.Option(_edefault("batch_size"), help=_ehelp("batch_size")),
+    max_new_tokens: int = typer.Option(None, help=_ehelp("max_new_tokens")),
+    tools: str = typer.Option(None, "--tools", "-t", help=_ehelp("tools")),
+    ppl_max_tokens: int = typer.Option(_edefault("ppl_max_tokens"), help=_ehelp("ppl_max_tokens")),
+    device: str = typer.Option(_edefault("device"), help=_ehelp("device")),
+    out: str = typer.Option(_edefault("out"), "--out", "-o", help=_ehelp("out")),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Evaluate like the paper: `toolformer eval MODEL --suite math --shots 4 --out DIR`.
+
+    Runs every dataset of the suite in modes tools / disabled (/ baseline), writes DIR/report.md,
+    DIR/results.json, DIR/predictions.jsonl and DIR/plot.png, and prints the table.
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from toolformer.evals.config import EvalConfig
+    from toolformer.evals.evaluate import evaluate, load_datasets, total_steps
+    from toolformer.evals.report import rich_tables, write_outputs
+
+    config = EvalConfig(
+        model=model,
+        suite=suite,
+        datasets=datasets,
+        data=data,
+        baseline=baseline,
+        baseline_tools=baseline_tools,
+        modes=modes,
+        shots=shots,
+        limit=limit,
+        trigger_top_k=trigger_top_k,
+        sweep_k=sweep_k,
+        max_calls=max_calls,
+        batch_size=batch_size,
+        max_new_tokens=max_new_tokens,
+        tools=tools,
+        ppl_max_tokens=ppl_max_tokens,
+        device=device,
+        out=out,
+    )
+    loaded = load_datasets(config)  # bad data fails here, before a model is loaded
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
+    with Progress(*columns, console=err_console, disable=quiet, transient=True) as bar:
+        task = bar.add_task("loading model", total=total_steps(config, loaded))
+
+        def progress(description: str, n: int) -> None:
+            bar.update(task, advance=n, description=description)
+
+        results = evaluate(config, progress=progress, datasets=loaded)
+    paths = write_outputs(results, config.out)
+    for table in rich_tables(results):
+        console.print(table)
+    console.print(f"outputs: {', '.join(str(p) for p in paths.values())}", highlight=False)
+
+
+def _thelp(name: str) -> str:
+    from toolformer.train.config import TrainConfig
+
+    return TrainConfig.help(name)
+
+
+def _tdefault(name: str) -> Any:
+    from toolformer.train.config import TrainConfig
+
+    return TrainConfig.default(name)
+
+
+@app.command("train")
+@clean_errors
+def train_command(
+    data: str = typer.Argument(..., help=_thelp("data")),
+    out: str = typer.Option(..., "--out", "-o", help=_thelp("out")),
+    model: str = typer.Option(_tdefault("model"), "--model", "-m", help=_thelp("model")),
+    text_field: str = typer.Option(_tdefault("text_field"), help=_thelp("text_field")),
+    lora: bool = typer.Option(_tdefault("lora"), "--lora/--full", help=_thelp("lora")),
+    lora_r: int = typer.Option(_tdefault("lora_r"), help=_thelp("lora_r")),
+    lora_alpha: int = typer.Option(_tdefault("lora_alpha"), help=_thelp("lora_alpha")),
+    lora_dropout: float = typer.Option(_tdefault("lora_dropout"), help=_thelp("lora_dropout")),
+    lora_target_modules: str = typer.Option(
+        _tdefault("lora_target_modules"), help=_thelp("lora_target_modules")
+    ),
+    merge: bool = typer.Option(_tdefault("merge"), "--merge/--no-merge", help=_thelp("merge")),
+    lr: float = typer.Option(None, "--lr", help=_thelp("learning_rate")),
+    epochs: float = typer.Option(_tdefault("epochs"), help=_thelp("epochs")),
+    max_steps: int = typer.Option(None, help=_thelp("max_steps")),
+    batch_size: int = typer.Option(_tdefault("batch_size"), help=_thelp("batch_size")),
+    grad_accum: int = typer.Option(_tdefault("grad_accum"), help=_thelp("grad_accum")),
+    max_length: int = typer.Option(_tdefault("max_length"), help=_thelp("max_length")),
+    warmup_ratio: float = typer.Option(_tdefault("warmup_ratio"), help=_thelp("warmup_ratio")),
+    loss: str = typer.Option(_tdefault("loss"), help=_thelp("loss")),
+    mix_ratio: str = typer.Option(str(_tdefault("mix_ratio")), help=_thelp("mix_ratio")),
+    mix_from: str = typer.Option(_tdefault("mix_from"), help=_thelp("mix_from")),
+    dev_fraction: float = typer.Option(_tdefault("dev_fraction"), help=_thelp("dev_fraction")),
+    max_dev_texts: int = typer.Option(_tdefault("max_dev_texts"), help=_thelp("max_dev_texts")),
+    eval_steps: int = typer.Option(_tdefault("eval_steps"), help=_thelp("eval_steps")),
+    save_steps: int = typer.Option(_tdefault("save_steps"), help=_thelp("save_steps")),
+    save_total_limit: int = typer.Option(_tdefault("save_total_limit"), help=_thelp("save_total_limit")),
+    keep_checkpoints: bool = typer.Option(
+        _tdefault("keep_checkpoints"), "--keep-checkpoints", help=_thelp("keep_checkpoints")
+    ),
+    resume: bool = typer.Option(_tdefault("resume"), "--resume", help=_thelp("resume")),
+    seed: int = typer.Option(_tdefault("seed"), help=_thelp("seed")),
+    bf16: bool = typer.Option(None, "--bf16/--no-bf16", help=_thelp("bf16")),
+    gradient_checkpointing: bool = typer.Option(
+        _tdefault("gradient_checkpointing"), "--gradient-checkpointing", help=_thelp("gradient_checkpointing")
+    ),
+    device: str = typer.Option(_tdefault("device"), help=_thelp("device")),
+    tensorboard: bool = typer.Option(
+        _tdefault("tensorboard"), "--tensorboard/--no-tensorboard", help=_thelp("tensorboard")
+    ),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    as_json: bool = typer.Option(False, "--json", help="Print the training report as JSON."),
+) -> None:
+    """Fine-tune a model on texts with inline calls (paper §2): `toolformer train augmented/ --out tuned/`.
+
+    DATA is an output folder of `toolformer annotate`, a JSONL file or a folder of JSONL files. OUT becomes a
+    Hugging Face model folder (`toolformer ask --model OUT`) with train_config.json and train_report.json;
+    checkpoints go to OUT/checkpoints (rerun with --resume after a kill), TensorBoard logs to OUT/tensorboard.
+    """
+    from toolformer.train import TrainConfig, train
+    from toolformer.train.config import parse_mix_ratio
+
+    config = TrainConfig(
+        data=data,
+        out=out,
+        model=model,
+        text_field=text_field,
+        lora=lora,
+        lora_r=lora_r,
+        lora_alpha=lora_alpha,
+        lora_dropout=lora_dropout,
+        lora_target_modules=lora_target_modules,
+        merge=merge,
+        learning_rate=lr,
+        epochs=epochs,
+        max_steps=max_steps,
+        batch_size=batch_size,
+        grad_accum=grad_accum,
+        max_length=max_length,
+        warmup_ratio=warmup_ratio,
+        loss=loss,
+        mix_ratio=parse_mix_ratio(mix_ratio),
+        mix_from=mix_from,
+        dev_fraction=dev_fraction,
+        max_dev_texts=max_dev_texts,
+        eval_steps=eval_steps,
+        save_steps=save_steps,
+        save_total_limit=save_total_limit,
+        keep_checkpoints=keep_checkpoints,
+        resume=resume,
+        seed=seed,
+        bf16=bf16,
+        gradient_checkpointing=gradient_checkpointing,
+        device=device,
+        tensorboard=tensorboard,
+    )
+    report = train(config, progress=not quiet)
+    if as_json:
+        print(json.dumps(report.to_dict(), ensure_ascii=False, indent=2))
+        return
+    table = Table(title=f"Trained {report.base_model} → {report.out}")
+    table.add_column("", style="bold")
+    table.add_column("")
+    share = "-" if report.call_share is None else f"{report.call_share:.0%}"
+    best = report.best or {}
+    rows = [
+        ("mode", f"{report.mode}, {report.device}{', bf16' if report.bf16 else ''}"),
+        (
+            "steps",
+            f"{report.steps}" + (f" (resumed at {report.start_step})" if report.resumed_from else ""),
+        ),
+        ("texts", f"{report.train_texts} train ({share} with a call), {report.dev_texts} dev"),
+        ("final loss", _fmt_loss(report.losses[-1]["loss"] if report.losses else None)),
+        (
+            "dev ppl",
+            " → ".join(f"{d['ppl']:.2f}" for d in (report.dev_curve[:1] + report.dev_curve[-1:])) or "-",
+        ),
+        ("best", f"step {best.get('step')}, dev ppl {best.get('ppl'):.2f}" if best.get("ppl") else "-"),
+        ("tokens/s", f"{report.tokens_per_second:,.0f}" if report.tokens_per_second else "-"),
+    ]
+    for key, value in rows:
+        table.add_row(key, value)
+    console.print(table)
+    for note in report.mix.get("notes", []):
+        err_console.print(f"[yellow]note:[/yellow] {note}", highlight=False)
+    console.print(f'use it: toolformer ask --model {report.out} "What is 23 times 47?"', highlight=False)
 
 
 @app.command()

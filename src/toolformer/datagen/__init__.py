@@ -1,0 +1,1 @@
+"""Self-supervised data generation (paper §2): heuristics → sample → execute → filter → merge."""

@@ -1,0 +1,367 @@
+"""Run an evaluation: every dataset of a suite through `generate` in batches, in each mode, scored and counted.
+
+Modes (all greedy, all on the same prompt):
+- tools: MODEL with its tools, a call started whenever '[' is in the top `trigger_top_k` tokens (paper: 10), at
+  most `max_calls` calls (paper: 1); the suite's blocked tools are removed (WikiSearch on facts, QA on qa).
+- disabled: MODEL with p('[') = 0 (`DecodeConfig(disabled=True)`), the paper's "Toolformer (disabled)".
+- baseline: the --baseline model without tools (p('[') = 0), like the paper's GPT-J/OPT/GPT-3 rows, which never
+  call tools; with `baseline_tools` it runs exactly like mode tools instead.
+- k=K (with --sweep-k): mode tools at trigger top-k K (paper Table 9); the run at K = trigger_top_k is reused.
+The ppl suite has no answers: disabled and baseline give perplexity, tools is not computed (intractable).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from toolformer.evals import suites
+from toolformer.evals.config import EvalConfig
+from toolformer.evals.metrics import visible_answer
+from toolformer.tools import ToolRegistry, load_tools
+
+Progress = Callable[[str, int], None]  # (description, examples just finished)
+
+
+@dataclass
+class Prediction:
+    """One example in one mode: everything needed to check the score by hand."""
+
+    dataset: str
+    mode: str
+    id: str
+    prompt: str
+    text: str  # generated text, calls included
+    answer: str  # what the metric reads: calls removed
+    extracted: str | None
+    gold: list[Any]
+    correct: bool | None  # None for ppl rows, which have no answer
+    calls: list[dict[str, Any]]
+    finish_reason: str
+    new_tokens: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class DatasetScore:
+    """One dataset in one mode: accuracy (or perplexity) and how often each tool was called."""
+
+    n: int = 0
+    correct: int = 0
+    with_call: int = 0  # examples with at least one call
+    per_tool: dict[str, int] = field(default_factory=dict)  # tool -> examples calling it
+    call_errors: int = 0  # calls whose tool returned an error
+    new_tokens: int = 0
+    ppl: float | None = None
+    ppl_unmasked: float | None = None
+    tokens: int = 0  # ppl: tokens scored
+
+    @property
+    def accuracy(self) -> float | None:
+        return self.correct / self.n if self.n and self.ppl is None else None
+
+    @property
+    def call_rate(self) -> float | None:
+        return self.with_call / self.n if self.n and self.ppl is None else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "accuracy": self.accuracy, "call_rate": self.call_rate}
+
+
+@dataclass
+class Run:
+    """One mode (or sweep point): how it decoded and its score on every dataset."""
+
+    mode: str
+    model: str
+    trigger_top_k: int
+    disabled: bool
+    uses_tools: bool
+    by_dataset: dict[str, DatasetScore] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {k: v for k, v in asdict(self).items() if k != "by_dataset"}
+        out["by_dataset"] = {name: s.to_dict() for name, s in self.by_dataset.items()}
+        return out
+
+
+@dataclass
+class DatasetInfo:
+    """A dataset as evaluated: where from, its kind, how many examples, what was skipped and which tools ran."""
+
+    name: str
+    suite: str
+    kind: str
+    path: str
+    n: int
+    skipped: int
+    skip_reasons: dict[str, int]
+    tools: list[str]
+    description: str = ""
+
+
+@dataclass
+class EvalResults:
+    """Everything an evaluation produced: config, datasets, runs (modes, then sweep points) and predictions."""
+
+    config: EvalConfig
+    datasets: list[DatasetInfo]
+    runs: list[Run]
+    predictions: list[Prediction]
+    seconds: float = 0.0
+
+    def run(self, mode: str) -> Run:
+        return next(r for r in self.runs if r.mode == mode)
+
+    def modes(self) -> list[str]:
+        """The main modes, in order (sweep points excluded)."""
+        return [r.mode for r in self.runs if not r.mode.startswith("k=")]
+
+    def sweep(self) -> list[Run]:
+        """The sweep points, ordered by k (the reused tools run appears as its k)."""
+        values = self.config.sweep_values()
+        out = []
+        for k in values:
+            name = f"k={k}"
+            found = [r for r in self.runs if r.mode == name]
+            if not found and "tools" in self.modes() and self.run("tools").trigger_top_k == k:
+                found = [self.run("tools")]
+            out.extend(found)
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "config": self.config.to_dict(),
+            "datasets": [asdict(d) for d in self.datasets],
+            "runs": [r.to_dict() for r in self.runs],
+            "sweep": [
+                {"k": r.trigger_top_k, "mode": r.mode, "by_dataset": r.to_dict()["by_dataset"]}
+                for r in self.sweep()
+            ],
+            "seconds": self.seconds,
+        }
+
+
+@dataclass(frozen=True)
+class _Plan:
+    mode: str
+    role: str  # "model" or "baseline"
+    trigger_top_k: int
+    disabled: bool
+
+
+def plan_runs(config: EvalConfig) -> list[_Plan]:
+    """The runs `config` asks for, in report order."""
+    plans: list[_Plan] = []
+    for mode in config.mode_list():
+        if mode == "tools":
+            plans.append(_Plan("tools", "model", config.trigger_top_k, False))
+        elif mode == "disabled":
+            plans.append(_Plan("disabled", "model", 0, True))
+        elif mode == "baseline":
+            k = config.trigger_top_k if config.baseline_tools else 0
+            plans.append(_Plan("baseline", "baseline", k, not config.baseline_tools))
+    for k in config.sweep_values():
+        if "tools" in config.mode_list() and k == config.trigger_top_k:
+            continue  # the tools run is this sweep point
+        plans.append(_Plan(f"k={k}", "model", k, False))
+    return plans
+
+
+def load_datasets(config: EvalConfig) -> list[suites.LoadedDataset]:
+    """The datasets `config` names, read and checked (before any model is loaded, so bad data fails fast)."""
+    if config.data:
+        specs = [suites.data_spec(config.suite, config.data)]
+    else:
+        specs = suites.suite_specs(config.suite, config.datasets)
+    loaded = [suites.load_dataset(spec, config.limit) for spec in specs]
+    for ds in loaded:
+        if ds.spec.kind != "ppl":
+            suites.build_prompt(ds.examples[0], ds.spec.kind, config.shots)  # checks shots against the pool
+    return loaded
+
+
+def evaluate(
+    config: EvalConfig,
+    models: dict[str, tuple[Any, Any]] | None = None,
+    tools: ToolRegistry | None = None,
+    progress: Progress | None = None,
+    datasets: Sequence[suites.LoadedDataset] | None = None,
+) -> EvalResults:
+    """Evaluate `config.model` (and `config.baseline`) on `config.suite` in every mode.
+
+    `models` maps "model" / "baseline" to preloaded `(model, tokenizer)` pairs (loaded with `load_model`
+    otherwise; a baseline naming the same model reuses it). `tools` replaces `load_tools(config.tools)`.
+    `progress(description, n)` is called as examples finish.
+    """
+    started = time.perf_counter()
+    loaded = list(datasets) if datasets is not None else load_datasets(config)
+    plans = plan_runs(config)
+    models = dict(models or {})
+    if "model" not in models:
+        models["model"] = _load(config.model, config.device)
+    if any(p.role == "baseline" for p in plans) and "baseline" not in models:
+        assert config.baseline is not None
+        models["baseline"] = (
+            models["model"] if config.baseline == config.model else _load(config.baseline, config.device)
+        )
+    registry = tools if tools is not None else load_tools(config.tools)
+    infos = [
+        DatasetInfo(
+            ds.spec.name,
+            ds.spec.suite,
+            ds.spec.kind,
+            str(ds.spec.location()),
+            len(ds.examples),
+            ds.skipped,
+            dict(ds.skip_reasons),
+            _dataset_tools(registry, ds.spec).names(),
+            ds.spec.description,
+        )
+        for ds in loaded
+    ]
+    runs: list[Run] = []
+    predictions: list[Prediction] = []
+    for plan in plans:
+        lm, tok = models[plan.role]
+        name = config.model if plan.role == "model" else str(config.baseline)
+        uses_tools = not plan.disabled
+        run = Run(plan.mode, name, plan.trigger_top_k, plan.disabled, uses_tools)
+        run_started = time.perf_counter()
+        for ds in loaded:
+            if ds.spec.kind == "ppl":
+                if plan.disabled:  # tools-on perplexity is not computed (see the module docstring)
+                    run.by_dataset[ds.spec.name] = _run_ppl(lm, tok, ds, config, plan, progress, predictions)
+                continue
+            reg = _dataset_tools(registry, ds.spec) if uses_tools else ToolRegistry()
+            score, preds = _run_generation(lm, tok, ds, config, plan, reg, progress)
+            run.by_dataset[ds.spec.name] = score
+            predictions.extend(preds)
+        run.seconds = time.perf_counter() - run_started
+        runs.append(run)
+    return EvalResults(config, infos, runs, predictions, time.perf_counter() - started)
+
+
+def total_steps(config: EvalConfig, loaded: Sequence[suites.LoadedDataset]) -> int:
+    """How many examples `evaluate` will report through `progress` (for a progress bar's total)."""
+    total = 0
+    for plan in plan_runs(config):
+        for ds in loaded:
+            if ds.spec.kind != "ppl" or plan.disabled:
+                total += len(ds.examples)
+    return total
+
+
+def _load(name: str, device: str) -> tuple[Any, Any]:
+    from toolformer.models import load_model
+
+    return load_model(name, device=device)
+
+
+def _dataset_tools(registry: ToolRegistry, spec: suites.DatasetSpec) -> ToolRegistry:
+    return registry.subset([n for n in registry.names() if n not in spec.blocked])
+
+
+def _run_generation(
+    model: Any,
+    tokenizer: Any,
+    ds: suites.LoadedDataset,
+    config: EvalConfig,
+    plan: _Plan,
+    registry: ToolRegistry,
+    progress: Progress | None,
+) -> tuple[DatasetScore, list[Prediction]]:
+    from toolformer.runtime.decode import DecodeConfig, generate
+
+    kind = ds.spec.kind
+    decode = DecodeConfig(
+        max_new_tokens=config.max_new_tokens or suites.MAX_NEW_TOKENS[kind],
+        max_calls=config.max_calls,
+        trigger_top_k=plan.trigger_top_k,
+        disabled=plan.disabled,
+        stop=list(suites.STOP[kind]),
+    )
+    prompts = [suites.build_prompt(ex, kind, config.shots) for ex in ds.examples]
+    # Similar lengths share a batch (less padding in the prompt pass); results go back in dataset order.
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+    outputs: dict[int, Any] = {}
+    for start in range(0, len(order), config.batch_size):
+        idx = order[start : start + config.batch_size]
+        for i, gen in zip(idx, generate(model, tokenizer, [prompts[i] for i in idx], registry, decode)):
+            outputs[i] = gen
+        if progress is not None:
+            progress(f"{plan.mode} · {ds.spec.name}", len(idx))
+    score = DatasetScore()
+    preds: list[Prediction] = []
+    for i, ex in enumerate(ds.examples):
+        gen = outputs[i]
+        result = suites.score(ex, kind, gen.text)
+        tools_called = {c.tool for c in gen.calls}
+        score.n += 1
+        score.correct += int(result.correct)
+        score.with_call += int(bool(gen.calls))
+        for name in tools_called:
+            score.per_tool[name] = score.per_tool.get(name, 0) + 1
+        score.call_errors += sum(not c.ok for c in gen.calls)
+        score.new_tokens += gen.new_tokens
+        preds.append(
+            Prediction(
+                dataset=ds.spec.name,
+                mode=plan.mode,
+                id=ex.id,
+                prompt=prompts[i],
+                text=gen.text,
+                answer=visible_answer(gen.text),
+                extracted=result.extracted,
+                gold=list(ex.golds),
+                correct=result.correct,
+                calls=[c.to_dict() for c in gen.calls],
+                finish_reason=gen.finish_reason,
+                new_tokens=gen.new_tokens,
+            )
+        )
+    score.per_tool = dict(Counter(score.per_tool).most_common())
+    return score, preds
+
+
+def _run_ppl(
+    model: Any,
+    tokenizer: Any,
+    ds: suites.LoadedDataset,
+    config: EvalConfig,
+    plan: _Plan,
+    progress: Progress | None,
+    predictions: list[Prediction],
+) -> DatasetScore:
+    from toolformer.evals.perplexity import perplexity
+
+    def on_batch(n: int) -> None:
+        if progress is not None:
+            progress(f"{plan.mode} · {ds.spec.name}", n)
+
+    texts = [ex.question for ex in ds.examples]
+    result = perplexity(model, tokenizer, texts, config.batch_size, config.ppl_max_tokens, on_batch)
+    for ex, text_score in zip(ds.examples, result.texts):
+        predictions.append(
+            Prediction(
+                dataset=ds.spec.name,
+                mode=plan.mode,
+                id=ex.id,
+                prompt=ex.question,
+                text="",
+                answer="",
+                extracted=f"ppl={text_score.ppl:.3f} tokens={text_score.tokens}",
+                gold=[],
+                correct=None,
+                calls=[],
+                finish_reason="scored",
+                new_tokens=0,
+            )
+        )
+    return DatasetScore(n=len(texts), ppl=result.ppl, ppl_unmasked=result.ppl_unmasked, tokens=result.tokens)

@@ -1,0 +1,394 @@
+"""The evaluation suites: which dev files, how each record is read and checked, its prompt, and how it is scored.
+
+Suites and their shipped files (`toolformer/data/evals/`, see the README there):
+- math: asdiv, svamp, mawps (first number; all tools).
+- facts: lama_squad, lama_google_re, lama_trex (gold word in the first 5 words; WikiSearch blocked, as in the
+  paper).
+- qa: webquestions, nq, triviaqa (gold in the first 20 words; the QA tool blocked, as in the paper).
+- temporal: situatedqa_temporal (as qa), date_understanding (multiple choice).
+- ppl: wiki_ppl (perplexity with tools disabled; no prompt).
+
+Prompts are zero-shot by default, as in the paper: "Question: …\\nAnswer:" for math, QA and temporal, and the
+LAMA cloze cut just before its [MASK] for facts (the model continues the text). `shots=N` puts the first N
+examples of the kind's pool in front, under the runtime's tool-use header: the math pool is the runtime's
+built-in Calculator examples (`toolformer.runtime.prompts.EXAMPLES`) plus one more word problem, the QA pool its
+WikiSearch example plus three more; cloze and choice have their own pools. Every mode sees the same prompt.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from toolformer.errors import ConfigError, DataError
+from toolformer.evals import metrics
+from toolformer.runtime.prompts import EXAMPLES, HEADER
+
+KINDS = ("math", "cloze", "qa", "choice", "ppl")
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """One dev set: its name, suite, shipped file, kind (how it is read, prompted and scored) and blocked tools."""
+
+    name: str
+    suite: str
+    kind: str
+    file: str | None = None  # file name under toolformer/data/evals; None for a user's --data file
+    blocked: tuple[str, ...] = ()
+    description: str = ""
+    path: Path | None = None  # a user's file
+
+    def location(self) -> Path:
+        """The JSONL file to read."""
+        if self.path is not None:
+            return self.path
+        assert self.file is not None
+        return Path(str(resources.files("toolformer").joinpath("data", "evals", self.file)))
+
+
+@dataclass
+class Example:
+    """One scorable record: the text the prompt is built from and the gold answer(s)."""
+
+    id: str
+    dataset: str
+    question: str  # the question, the cloze, or (ppl) the passage
+    golds: list[Any]  # [number] for math, gold strings for cloze/QA, [letter] for choice, [] for ppl
+    options: dict[str, str] = field(default_factory=dict)  # choice: letter -> option text
+    line: int = 0
+
+
+@dataclass
+class LoadedDataset:
+    """A dataset's examples and the records that cannot be scored by its metric (skipped, with reasons)."""
+
+    spec: DatasetSpec
+    examples: list[Example]
+    skipped: int = 0
+    skip_reasons: dict[str, int] = field(default_factory=dict)
+
+
+# Paper: WikiSearch is blocked on LAMA, the QA tool on the QA datasets.
+_FACTS_BLOCKED = ("WikiSearch",)
+_QA_BLOCKED = ("QA",)
+
+SUITES: dict[str, list[DatasetSpec]] = {
+    "math": [
+        DatasetSpec("asdiv", "math", "math", "asdiv.jsonl", (), "ASDiv dev (CC BY-NC 4.0)"),
+        DatasetSpec("svamp", "math", "math", "svamp.jsonl", (), "SVAMP dev (MIT)"),
+        DatasetSpec("mawps", "math", "math", "mawps.jsonl", (), "MAWPS dev (MWPToolkit, MIT)"),
+    ],
+    "facts": [
+        DatasetSpec(
+            "lama_squad", "facts", "cloze", "lama_squad.jsonl", _FACTS_BLOCKED, "LAMA SQuAD (CC BY-NC 4.0)"
+        ),
+        DatasetSpec(
+            "lama_google_re", "facts", "cloze", "lama_google_re.jsonl", _FACTS_BLOCKED, "LAMA Google-RE"
+        ),
+        DatasetSpec("lama_trex", "facts", "cloze", "lama_trex.jsonl", _FACTS_BLOCKED, "LAMA T-REx"),
+    ],
+    "qa": [
+        DatasetSpec(
+            "webquestions", "qa", "qa", "webquestions.jsonl", _QA_BLOCKED, "WebQuestions (train split)"
+        ),
+        DatasetSpec("nq", "qa", "qa", "nq.jsonl", _QA_BLOCKED, "NQ-open EfficientQA dev"),
+        DatasetSpec("triviaqa", "qa", "qa", "triviaqa.jsonl", _QA_BLOCKED, "TriviaQA 3k-subset dev"),
+    ],
+    "temporal": [
+        DatasetSpec(
+            "situatedqa_temporal", "temporal", "qa", "situatedqa_temporal.jsonl", (), "SituatedQA temporal"
+        ),
+        DatasetSpec("date_understanding", "temporal", "choice", "date_understanding.jsonl", (), "BBH dates"),
+    ],
+    "ppl": [
+        DatasetSpec(
+            "wiki_ppl", "ppl", "ppl", "wiki_ppl.jsonl", (), "Wikipedia paragraphs (gensim enwiki excerpt)"
+        ),
+    ],
+}
+
+# Tokens the model may write per answer (a call's own tokens count, its result does not). `--max-new-tokens`
+# overrides. A call plus a short answer is ~25 tokens; QA answers are judged on 20 words.
+MAX_NEW_TOKENS = {"math": 40, "cloze": 32, "qa": 48, "choice": 40, "ppl": 1}
+STOP = {
+    "math": ["\nQuestion:", "\n\n"],
+    "qa": ["\nQuestion:", "\n\n"],
+    "choice": ["\nQuestion:", "\n\n"],
+    "cloze": ["\n"],
+    "ppl": [],
+}
+
+CLOZE_HEADER = (
+    "Complete the sentence. You can use tools by writing [Tool(input) → result] in the text; "
+    "the result is filled in for you."
+)
+
+# Few-shot pools, one per kind. The runtime's built-in examples come first, so `--shots 3` on math shows exactly
+# the three Calculator examples `toolformer ask` shows, in its format and under its header. Added examples answer first, because the metrics read the
+# first number / first words. None of them is taken from a dev or test set.
+SHOTS: dict[str, list[tuple[str, str]]] = {
+    "math": [
+        *EXAMPLES["Calculator"],
+        (
+            "A baker puts 12 muffins in each box. She fills 7 boxes. How many muffins are in the boxes?",
+            "There are [Calculator(12 * 7) → 84] 84 muffins in the boxes.",
+        ),
+    ],
+    "qa": [
+        *EXAMPLES["WikiSearch"],
+        (
+            "Who wrote the novel Moby-Dick?",
+            '[WikiSearch("Moby-Dick") → Moby-Dick: Moby-Dick is an 1851 novel by American writer Herman '
+            "Melville.] Herman Melville wrote it.",
+        ),
+        (
+            "What is the capital of Australia?",
+            '[WikiSearch("capital of Australia") → Canberra: Canberra is the capital city of Australia.] '
+            "Canberra.",
+        ),
+        (
+            "Which planet is known as the Red Planet?",
+            '[WikiSearch("Red Planet") → Mars: Mars is the fourth planet from the Sun, often called the Red '
+            "Planet.] Mars.",
+        ),
+    ],
+    "cloze": [
+        ("", 'Joe Biden was born in [QA("Where was Joe Biden born?") → Scranton, Pennsylvania] Scranton.'),
+        (
+            "",
+            'The Wikimedia Foundation was founded by [QA("Who founded the Wikimedia Foundation?") → Jimmy Wales] '
+            "Jimmy Wales.",
+        ),
+        (
+            "",
+            'The official language of Brazil is [QA("What is the official language of Brazil?") → Portuguese] '
+            "Portuguese.",
+        ),
+        (
+            "",
+            'Marie Curie worked in the field of [QA("What field did Marie Curie work in?") → physics] physics.',
+        ),
+    ],
+    "choice": [
+        (
+            "Today is March 3, 2021. What is the date tomorrow in MM/DD/YYYY?\nOptions:\n(A) 03/02/2021\n"
+            "(B) 03/04/2021\n(C) 04/03/2021",
+            "(B) 03/04/2021",
+        ),
+        (
+            "Yesterday was 12/31/1999. What is the date today in MM/DD/YYYY?\nOptions:\n(A) 01/01/2000\n"
+            "(B) 12/30/1999\n(C) 01/01/1999",
+            "(A) 01/01/2000",
+        ),
+        (
+            "The meeting is on June 10, 2015, one week from today. What is the date today in MM/DD/YYYY?\n"
+            "Options:\n(A) 06/17/2015\n(B) 06/09/2015\n(C) 06/03/2015",
+            "(C) 06/03/2015",
+        ),
+    ],
+}
+_MASK = "[MASK]"
+_MASK_AT_END = re.compile(r"\[MASK\]\s*[.!?]?\s*$")
+
+
+def suite_specs(suite: str, datasets: str | list[str] | None = None) -> list[DatasetSpec]:
+    """The dataset specs of `suite`, optionally only those named in `datasets` (comma-separated or a list)."""
+    if suite not in SUITES:
+        raise ConfigError(f"suite={suite!r} is not one of {', '.join(SUITES)}")
+    specs = SUITES[suite]
+    if not datasets:
+        return list(specs)
+    wanted = [d.strip() for d in datasets.split(",")] if isinstance(datasets, str) else list(datasets)
+    known = {s.name: s for s in specs}
+    for name in wanted:
+        if name and name not in known:
+            raise ConfigError(f"datasets={name!r} is not in suite {suite!r} ({', '.join(known)})")
+    return [known[n] for n in wanted if n]
+
+
+def data_spec(suite: str, path: str | Path) -> DatasetSpec:
+    """A spec for a user's JSONL file read as the suite's kind (temporal: choice if records have `options`)."""
+    if suite not in SUITES:
+        raise ConfigError(f"suite={suite!r} is not one of {', '.join(SUITES)}")
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise DataError(f"data={str(path)!r}: no such file")
+    kinds = {s.kind for s in SUITES[suite]}
+    kind = kinds.pop() if len(kinds) == 1 else ("choice" if _first_has(file, "options") else "qa")
+    blocked = SUITES[suite][0].blocked
+    return DatasetSpec(file.stem, suite, kind, path=file, blocked=blocked, description=str(file))
+
+
+def load_dataset(spec: DatasetSpec, limit: int | None = None) -> LoadedDataset:
+    """Read and check a dev file; the first `limit` scorable records (all if None).
+
+    A malformed record raises DataError naming the file, line and field. Records that are well formed but cannot
+    be scored by the metric are skipped and counted: math golds that are not one number (`answer: null`, as in
+    68 ASDiv dev records) and LAMA clozes whose [MASK] is not at the end (the paper evaluates only those).
+    """
+    path = spec.location()
+    examples: list[Example] = []
+    skipped: dict[str, int] = {}
+    try:
+        handle = path.open(encoding="utf-8")
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from exc
+    with handle:
+        for lineno, line in enumerate(handle, 1):
+            if limit is not None and len(examples) >= limit:
+                break
+            if not line.strip():
+                continue
+            where = f"{path}:{lineno}"
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataError(f"{where}: not valid JSON ({exc.msg})") from None
+            if not isinstance(record, dict):
+                raise DataError(f"{where}: expected a JSON object, got {type(record).__name__}")
+            result = _read_record(record, spec, where, lineno)
+            if isinstance(result, str):
+                skipped[result] = skipped.get(result, 0) + 1
+            else:
+                examples.append(result)
+    if not examples:
+        raise DataError(f"{path}: no scorable records for a {spec.kind} dataset")
+    return LoadedDataset(spec, examples, sum(skipped.values()), skipped)
+
+
+def _read_record(record: dict[str, Any], spec: DatasetSpec, where: str, lineno: int) -> Example | str:
+    """An Example, or the reason (a short string) the record is skipped; DataError if it is malformed."""
+    rid = str(record.get("id", f"{spec.name}-{lineno}"))
+    kind = spec.kind
+    if kind == "ppl":
+        text = _require_str(record, "text", where)
+        return Example(rid, spec.name, text, [], line=lineno)
+    question = _require_str(record, "question", where)
+    if kind == "math":
+        if "answer" not in record:
+            raise DataError(f"{where}: field 'answer' is missing")
+        gold = record["answer"]
+        if gold is None:
+            return "answer is not a number (null)"
+        value = _number(gold)
+        if value is None:
+            raise DataError(f"{where}: field 'answer' must be a number, got {gold!r}")
+        return Example(rid, spec.name, question, [value], line=lineno)
+    if kind == "cloze":
+        if _MASK not in question:
+            raise DataError(f"{where}: field 'question' has no {_MASK}")
+        answer = _require_str(record, "answer", where)
+        if not _MASK_AT_END.search(question):
+            return "[MASK] is not at the end"
+        return Example(rid, spec.name, question, [answer], line=lineno)
+    if kind == "qa":
+        golds = record.get("answers")
+        if golds is None:
+            golds = [record["answer"]] if "answer" in record else None
+        if not isinstance(golds, list) or not golds or not all(isinstance(g, str) for g in golds):
+            raise DataError(f"{where}: field 'answers' (or 'answer') must be a non-empty list of strings")
+        if isinstance(record.get("answer"), str) and record["answer"] not in golds:
+            golds = [record["answer"], *golds]
+        return Example(rid, spec.name, question, list(golds), line=lineno)
+    if kind == "choice":
+        options = record.get("options")
+        if (
+            not isinstance(options, dict)
+            or not options
+            or not all(isinstance(v, str) for v in options.values())
+        ):
+            raise DataError(f"{where}: field 'options' must be an object of letter -> option text")
+        answer = _require_str(record, "answer", where)
+        letter = answer.strip().strip("()").upper()
+        if letter not in {k.upper() for k in options}:
+            raise DataError(f"{where}: field 'answer' {answer!r} is not one of the options {sorted(options)}")
+        return Example(rid, spec.name, question, [letter], {k.upper(): v for k, v in options.items()}, lineno)
+    raise ConfigError(f"kind={kind!r} is not one of {', '.join(KINDS)}")
+
+
+def _require_str(record: dict[str, Any], name: str, where: str) -> str:
+    value = record.get(name)
+    if name not in record:
+        raise DataError(f"{where}: field {name!r} is missing")
+    if not isinstance(value, str) or not value.strip():
+        raise DataError(f"{where}: field {name!r} must be a non-empty string, got {value!r}")
+    return value
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, str):
+        try:
+            out = float(value.replace(",", "").strip())
+        except ValueError:
+            return None
+        return out if math.isfinite(out) else None
+    return None
+
+
+def _first_has(path: Path, name: str) -> bool:
+    with path.open(encoding="utf-8") as handle:
+        for line in handle:
+            if line.strip():
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError:
+                    return False  # load_dataset reports the bad line
+                return isinstance(record, dict) and name in record
+    return False
+
+
+# --------------------------------------------------------------------------------------------- prompts
+
+
+def cloze_prefix(question: str) -> str:
+    """The LAMA cloze up to its [MASK], which the model is to continue."""
+    return question.split(_MASK, 1)[0].rstrip()
+
+
+def max_shots(kind: str) -> int:
+    """How many few-shot examples the kind's pool holds."""
+    return len(SHOTS.get(kind, []))
+
+
+def build_prompt(example: Example, kind: str, shots: int = 0) -> str:
+    """The prompt for `example`: zero-shot task prompt, or `shots` pool examples under the tool-use header first."""
+    if shots < 0 or shots > max_shots(kind):
+        raise ConfigError(f"shots={shots} must be between 0 and {max_shots(kind)} for {kind} datasets")
+    pool = SHOTS.get(kind, [])[:shots]
+    if kind == "cloze":
+        target = cloze_prefix(example.question)
+        if not pool:
+            return target
+        return "\n".join([CLOZE_HEADER, "", *(a for _, a in pool), target])
+    if kind == "ppl":
+        raise ConfigError("ppl datasets have no prompt")
+    target = f"Question: {example.question.strip()}\nAnswer:"
+    if not pool:
+        return target
+    blocks = [HEADER, ""]
+    for q, a in pool:
+        blocks += [f"Question: {q}", f"Answer: {a}", ""]
+    return "\n".join(blocks) + "\n" + target
+
+
+def score(example: Example, kind: str, text: str) -> metrics.Score:
+    """Score generated `text` for `example` with the kind's lenient metric."""
+    if kind == "math":
+        return metrics.score_math(text, example.golds[0])
+    if kind == "cloze":
+        return metrics.score_cloze(text, example.golds[0])
+    if kind == "qa":
+        return metrics.score_qa(text, example.golds)
+    if kind == "choice":
+        return metrics.score_choice(text, example.options, example.golds[0])
+    raise ConfigError(f"kind={kind!r} has no answer metric")
