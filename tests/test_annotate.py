@@ -660,3 +660,110 @@ def test_inline_calls_in_the_input_are_rescored_with_the_data_proposer(tmp_path)
     assert row["source_text"] == "It costs 5 dollars, today."
     assert strip_calls(row["text"]) == row["source_text"]
     assert "[Calculator(2 + 3) → 5] 5 dollars" in row["text"] and "[Calendar() → " in row["text"]
+
+
+# --------------------------------------------------------------------------------------------- self-exclusion
+
+LEADS = [
+    {"id": "w1", "title": "Eiffel Tower", "text": "The Eiffel Tower is a lattice tower in Paris. It is 330 metres tall."},
+    {"id": "w2", "title": "Gustave Eiffel", "text": "Gustave Eiffel was a French civil engineer. His company built the tower."},
+    {"id": "w3", "title": "Seine", "text": "The Seine is a river in northern France. It flows through Paris to the sea."},
+    {"id": "w4", "title": "Paris", "text": "Paris is the capital and largest city of France. The Seine flows through it."},
+]  # fmt: skip
+
+
+class SearchProposer:
+    """Proposes `WikiSearch(<title>)` and `QA(What is <title>?)` after the first word of each lead."""
+
+    def __init__(self) -> None:
+        self.titles = {row["id"]: row["title"] for row in LEADS}
+
+    def propose(self, doc: Document, tool_name: str) -> list[Candidate]:
+        title = self.titles[doc.id]
+        args = {"WikiSearch": title, "QA": f"What is {title}?"}.get(tool_name)
+        return [] if args is None else [Candidate(doc.id, tool_name, args, doc.text.index(" ") + 1, "rule")]
+
+
+def _leaks(result: str, text: str) -> bool:
+    """Whether `result` holds a sentence of `text` (the document's own passage)."""
+    from toolformer.tools.wikisearch import normalize, split_sentences
+
+    return any(normalize(s) in normalize(result) for s in split_sentences(text))
+
+
+@pytest.mark.parametrize("exclude", [True, False])
+def test_search_calls_never_return_the_documents_own_passage(tmp_path, exclude):
+    from toolformer.tools.qa import qa_tool
+    from toolformer.tools.wikisearch import Searcher, wikisearch_tool
+
+    path = tmp_path / "leads.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in LEADS), encoding="utf-8")
+    searcher = Searcher(path)  # the annotated texts are the search corpus
+    tools = ToolRegistry([wikisearch_tool(searcher), qa_tool(searcher)])
+    config = AnnotateConfig(
+        input=str(path), out=str(tmp_path / "out"), tools="WikiSearch,QA", exclude_self_from_search=exclude
+    )
+    annotate(
+        config,
+        model=object(),
+        tokenizer=object(),
+        tools=tools,
+        proposers=[SearchProposer()],
+        applies=lambda tool_name, text: True,
+        filter_fn=keep_all,
+    )
+    texts = {row["id"]: row["text"] for row in LEADS}
+    results = [
+        (rec["id"], c["result"])
+        for rec in all_records(tmp_path / "out")
+        for c in rec["candidates"]
+        if c["ok"]
+    ]
+    kept = [(row["id"], call["result"]) for row in all_rows(tmp_path / "out") for call in row["calls"]]
+    assert kept and {doc_id for doc_id, _ in kept} == set(texts)  # every document got calls
+    leaked = [(doc_id, result) for doc_id, result in results if _leaks(result, texts[doc_id])]
+    if exclude:
+        assert leaked == []
+    else:  # without the exclusion every title query finds its own lead first
+        assert {doc_id for doc_id, _ in leaked} == set(texts)
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert manifest["config"]["exclude_self_from_search"] is exclude
+    assert manifest["search_exclusion"]["enabled"] is exclude
+
+
+def test_excluded_search_results_are_cached_per_document(tmp_path):
+    from toolformer.tools.wikisearch import Searcher, wikisearch_tool
+
+    path = tmp_path / "leads.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in LEADS), encoding="utf-8")
+    tools = ToolRegistry([wikisearch_tool(Searcher(path), k=1)])
+    cache = ToolCache(tmp_path / "cache.sqlite")
+    docs = {row["id"]: row["text"] for row in LEADS[:2]}
+
+    def search(doc_id: str, documents: dict | None) -> str:
+        (cand,) = execute(
+            [Candidate(doc_id, "WikiSearch", "Eiffel Tower", 0, "rule")], tools, cache, 1, None, documents
+        )
+        return cand.result
+
+    assert search("w1", None).startswith("Eiffel Tower:")  # unscoped: cached under the plain key
+    assert search("w1", docs).startswith("Gustave Eiffel:")  # scoped: the plain entry is not reused
+    assert search("w2", docs).startswith("Eiffel Tower:")  # another document: its own scope
+    hits = cache.hits
+    assert (
+        search("w1", docs).startswith("Gustave Eiffel:") and cache.hits == hits + 1
+    )  # same document: cached
+    both = execute(
+        [Candidate(d, "WikiSearch", "Eiffel Tower", 0, "rule") for d in ("w1", "w2")], tools, documents=docs
+    )
+    assert [c.result.split(":")[0] for c in both] == ["Gustave Eiffel", "Eiffel Tower"]
+
+
+def test_sample_backend_is_checked_and_reaches_the_cli(tmp_path):
+    with pytest.raises(ConfigError, match="sample_backend='onnx'"):
+        AnnotateConfig(input="x", sample_backend="onnx").check()
+    path = corpus(tmp_path, 2)
+    result = runner.invoke(
+        app, ["annotate", str(path), "--out", str(tmp_path / "out"), "--sample-backend", "onnx", "--quiet"]
+    )
+    assert result.exit_code == 2 and "sample_backend='onnx'" in result.output

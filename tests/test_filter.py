@@ -216,6 +216,7 @@ def test_unscorable_candidates_are_marked_not_crashing() -> None:
     text = "ab 7 cd"
     cs = [
         cand(-1),
+        cand(True),  # a bool is not a position
         cand(len(text)),
         cand(len(text) + 5),
         cand(3, result="error: bad input", ok=False),
@@ -225,10 +226,15 @@ def test_unscorable_candidates_are_marked_not_crashing() -> None:
     ]
     filter_candidates(DIGIT_LM, CHAR_TOK, text, cs, FilterConfig(**FP32))
     reasons = [c.reason for c in cs]
-    assert reasons[:5] == ["bad position", *["no tokens after position"] * 2, "tool error", "no result"]
-    assert all(c.kept is False and c.loss_plus is None and c.token_index is None for c in cs[:5])
-    assert cs[5].loss_plus is not None and cs[5].reason == "kept"
-    assert cs[6].token_index == len(text) - 1 and cs[6].loss_plus is not None
+    assert reasons[:6] == [
+        *["bad position"] * 2,
+        *["no tokens after position"] * 2,
+        "tool error",
+        "no result",
+    ]
+    assert all(c.kept is False and c.loss_plus is None and c.token_index is None for c in cs[:6])
+    assert cs[6].loss_plus is not None and cs[6].reason == "kept"
+    assert cs[7].token_index == len(text) - 1 and cs[7].loss_plus is not None
     assert filter_candidates(DIGIT_LM, CHAR_TOK, "", [cand(0)], FilterConfig(**FP32))[0].reason == (
         "no tokens after position"
     )

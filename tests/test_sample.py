@@ -480,3 +480,87 @@ def test_real_model_proposes_on_a_gsm8k_text_within_a_minute(smol):
     assert len(samples) == 4 and all(len(s.texts) == 4 for s in samples)
     for cand in cands:
         assert cand.tool == "Calculator" and 0 <= cand.position < len(doc.text) and cand.source == "lm"
+
+
+# ------------------------------------------------------------------------------------------------ vLLM backend
+
+
+class FakeVLLM:
+    """Stands in for the `vllm` module: `LLM.generate` continues each token prompt greedily with the given HF
+    model and cuts it at the first stop string, as vLLM does with `include_stop_str_in_output=True`."""
+
+    def __init__(self, model) -> None:
+        self.hf = model
+        self.made: list[dict] = []
+        self.calls: list[tuple[list, object]] = []
+        fake = self
+
+        class LLM:
+            def __init__(self, **kwargs) -> None:
+                fake.made.append(kwargs)
+
+            def generate(self, prompts, params, use_tqdm=True):
+                fake.calls.append((prompts, params))
+                tok = fake.tokenizer
+                outs = []
+                for prompt in prompts:
+                    ids = torch.tensor([prompt["prompt_token_ids"]])
+                    with torch.inference_mode():
+                        gen = fake.hf.generate(ids, do_sample=False, max_new_tokens=params.max_tokens)
+                    text = tok.decode(gen[0, ids.shape[1] :].tolist(), skip_special_tokens=True)
+                    ends = [i + len(s) for s in params.stop if (i := text.find(s)) >= 0]
+                    text = text[: min(ends)] if ends else text
+                    outs.append(
+                        type("RequestOutput", (), {"outputs": [type("Out", (), {"text": text})] * params.n})
+                    )
+                return outs
+
+        class SamplingParams:
+            def __init__(self, **kwargs) -> None:
+                self.__dict__.update(kwargs)
+
+        self.LLM, self.SamplingParams = LLM, SamplingParams
+
+
+def test_vllm_backend_samples_the_same_calls_from_the_same_prompts(smol_tokenizer, monkeypatch):
+    from toolformer.datagen import sample as sample_mod
+
+    tok = smol_tokenizer
+    model = _scripted(tok, " so")
+    model.name_or_path = "scripted-model"
+    fake = FakeVLLM(model)
+    fake.tokenizer = tok
+    monkeypatch.setattr(sample_mod, "_vllm", lambda: fake)
+    cfg = SampleConfig(tau_s=0.05, k=5, m=3, max_new_tokens=12, seed=7)
+    doc = Document("d", TEXT)
+    hf = LMProposer(model, tok, cfg)
+    vl = LMProposer(model, tok, replace(cfg, backend="vllm"))
+    want = hf.propose(doc, "Calculator")
+    assert want and vl.propose(doc, "Calculator") == want
+    assert [s.position for s in vl.samples(doc, "Calculator")] == [
+        s.position for s in hf.samples(doc, "Calculator")
+    ]
+    assert len(fake.made) == 1 and fake.made[0]["model"] == "scripted-model"  # one engine, made once
+    prompts, params = fake.calls[0]
+    assert (params.n, params.max_tokens, params.stop) == (
+        3,
+        12,
+        ["]", "\n"],
+    ) and params.include_stop_str_in_output
+    assert params.temperature == cfg.temperature and params.top_p == cfg.top_p and params.seed is not None
+    (prompt,) = prompts  # one kept position: the prompt is P(x) + x up to it + the opening token
+    assert tok.decode(prompt["prompt_token_ids"]).endswith(TEXT[: TEXT.index(" so") + 3] + " [")
+
+
+def test_vllm_backend_without_vllm_names_the_gpu_extra(smol_tokenizer, monkeypatch):
+    import sys
+
+    from toolformer.errors import MissingExtraError
+
+    monkeypatch.setitem(sys.modules, "vllm", None)  # importing it now raises ImportError
+    tok = smol_tokenizer
+    proposer = LMProposer(_scripted(tok, " so"), tok, SampleConfig(m=2, max_new_tokens=8, backend="vllm"))
+    with pytest.raises(MissingExtraError, match=r"pip install 'toolformer-kit\[gpu\]'"):
+        proposer.propose(Document("d", TEXT), "Calculator")
+    with pytest.raises(ConfigError, match="backend"):
+        SampleConfig(backend="onnx")

@@ -239,3 +239,44 @@ def test_default_corpus_search_end_to_end(home) -> None:
     out = tool.run(Call("WikiSearch", '"Eiffel Tower"'))
     assert out.ok and out.text.startswith("Eiffel Tower: ")
     assert len(out.text) < 700
+
+
+# ------------------------------------------------------------------------------------------ exclusion
+
+
+def test_search_leaves_out_excluded_hits_and_still_returns_k(home, corpus) -> None:
+    searcher = Searcher(corpus)
+    plain = searcher.search("Eiffel tower Paris", k=2)
+    assert plain[0]["id"] == "d1"
+    hits = searcher.search("Eiffel tower Paris", k=2, exclude=lambda hit: hit["id"] == "d1")
+    assert "d1" not in [h["id"] for h in hits] and len(hits) == 2
+    assert [h["rank"] for h in hits] == [1, 2] and hits[0]["id"] == plain[1]["id"]
+
+
+def test_excluding_applies_to_every_search_in_its_block_and_reaches_tool_threads(home, corpus) -> None:
+    from toolformer.tools.wikisearch import current_exclusion, excluding
+
+    tool = wikisearch_tool(Searcher(corpus), k=1)
+    assert tool.run(Call("WikiSearch", "Eiffel Tower")).text.startswith("Eiffel Tower:")
+    with excluding(lambda hit: hit["id"] == "d1"):
+        assert current_exclusion() is not None
+        # Tool.run executes the function in its own thread: the exclusion must travel with it.
+        assert tool.run(Call("WikiSearch", "Eiffel Tower")).text.startswith("Gustave Eiffel:")
+    assert current_exclusion() is None
+    assert tool.run(Call("WikiSearch", "Eiffel Tower")).text.startswith("Eiffel Tower:")
+
+
+def test_document_exclusion_matches_the_documents_own_passage_only() -> None:
+    from toolformer.tools.wikisearch import document_exclusion
+
+    lead = DOCS[0]["text"] + " It was completed in 1889 for the World's Fair held in the city."
+    passage = {"id": "p", "title": "Eiffel Tower", "text": lead}
+    other = {"id": "q", "title": "Paris", "text": DOCS[5]["text"]}
+    assert document_exclusion("p", "anything at all")(passage)  # the same id
+    assert document_exclusion("x", lead.upper().replace(".", " ."))(passage)  # the same words
+    longer_doc = "Intro line here. " + lead + " More about the tower and its visitors."
+    assert document_exclusion("x", longer_doc)(passage)  # the passage's start occurs in the document
+    assert document_exclusion("x", lead[:120])({**passage, "text": "Some header. " + lead})  # a part of it
+    assert not document_exclusion("x", longer_doc)(other)
+    assert not document_exclusion("x", "Paris")(other)  # a short text is not an overlap
+    assert not document_exclusion(None, "")(passage)

@@ -297,6 +297,12 @@ def annotate_run(
     seed: int = typer.Option(_adefault("seed"), help=_ahelp("seed")),
     workers: int = typer.Option(_adefault("workers"), help=_ahelp("workers")),
     tool_cache: str = typer.Option(None, help=_ahelp("tool_cache")),
+    exclude_self_from_search: bool = typer.Option(
+        _adefault("exclude_self_from_search"),
+        "--exclude-self-from-search/--no-exclude-self-from-search",
+        help=_ahelp("exclude_self_from_search"),
+    ),
+    sample_backend: str = typer.Option(_adefault("sample_backend"), help=_ahelp("sample_backend")),
     ray_address: str = typer.Option(None, help=_ahelp("ray_address")),
     ray_actors: int = typer.Option(_adefault("ray_actors"), help=_ahelp("ray_actors")),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
@@ -336,6 +342,8 @@ def annotate_run(
         seed=seed,
         workers=workers,
         tool_cache=tool_cache,
+        exclude_self_from_search=exclude_self_from_search,
+        sample_backend=sample_backend,
         ray_address=ray_address,
         ray_actors=ray_actors,
     )

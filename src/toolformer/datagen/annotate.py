@@ -23,7 +23,10 @@ worker (`shard-w001of004-00000.jsonl`, `manifest-w001of004.json`) so workers can
 
 The stages are plain callables passed in (`applies`, `proposers`, `execute_fn`, `filter_fn`), defaulting to
 `heuristics.applies`, the proposers named by `config.proposer`, `execute.execute` and `filter.filter_documents`.
-`backend="ray"` runs the same `Pipeline.process` in Ray Data actors (`docs/scale.md`).
+`backend="ray"` runs the same `Pipeline.process` in Ray Data actors (`docs/scale.md`). With
+`exclude_self_from_search` (the default) every call runs with its document's own passage left out of WikiSearch
+and QA (`execute.execute(documents=...)`), so a corpus that is also the search corpus is not annotated with
+calls that copy it.
 """
 
 from __future__ import annotations
@@ -59,6 +62,11 @@ from toolformer.errors import ConfigError, DataError, ToolformerError, require
 MANIFEST_VERSION = 1
 PROPOSERS = ("rule", "data", "lm")
 BACKENDS = ("local", "ray")
+SAMPLE_BACKENDS = ("transformers", "vllm")
+SELF_EXCLUSION_RULE = (
+    "WikiSearch/QA hits left out: same id as the document, or normalised text equal to it, or whose first 100 "
+    "normalised characters occur in it, or that contain its first 100 (tools.wikisearch.document_exclusion)"
+)
 # A debugging and testing hook: sleep this many seconds per document (e.g. to kill a run mid-way on purpose).
 DELAY_ENV = "TOOLFORMER_ANNOTATE_DELAY_S"
 
@@ -126,6 +134,16 @@ class AnnotateConfig:
     dev_fraction: float = _opt(0.05, "Fraction of documents (by hash of id) whose rows get split=dev.")
     seed: int = _opt(0, "Seed of the train/dev split hash and of LM sampling.")
     workers: int = _opt(4, "Threads running tool calls.")
+    exclude_self_from_search: bool = _opt(
+        True,
+        "WikiSearch and QA leave out the annotated document's own passage (same id, or text that overlaps it), "
+        "so a corpus that is also the search corpus does not get calls that just copy the text.",
+    )
+    sample_backend: str = _opt(
+        "transformers",
+        "Engine sampling the calls of --proposer lm: transformers, or vllm (GPU; pip install "
+        "'toolformer-kit[gpu]'). The p_i scoring pass always uses transformers.",
+    )
     tool_cache: str | None = _opt(
         None, "SQLite file caching tool results across runs (default: memory only)."
     )
@@ -145,6 +163,10 @@ class AnnotateConfig:
                 raise ConfigError(
                     f"proposer={self.proposer!r}: {name!r} is not one of {', '.join(PROPOSERS)}"
                 )
+        if self.sample_backend not in SAMPLE_BACKENDS:
+            raise ConfigError(
+                f"sample_backend={self.sample_backend!r} is not one of {', '.join(SAMPLE_BACKENDS)}"
+            )
         if not self.proposer_names():
             raise ConfigError(f"proposer={self.proposer!r} names no proposer")
         if not [t for t in self.tools.split(",") if t.strip()]:
@@ -202,7 +224,7 @@ class AnnotateConfig:
 NOT_COMPARED = frozenset(
     {
         "out", "limit", "backend", "device", "autocast_bf16", "max_batch_tokens", "batch_docs", "workers",
-        "tool_cache", "ray_address", "ray_actors", "shard_id",
+        "tool_cache", "ray_address", "ray_actors", "shard_id", "sample_backend",
     }
 )  # fmt: skip
 
@@ -328,7 +350,10 @@ class Pipeline:
         t1 = time.perf_counter()
         everything = [c for doc in docs for c in cands[doc.id]]
         if everything:
-            self.execute_fn(everything, self.tools, cache=self.cache, workers=self.config.workers)
+            extra: dict[str, Any] = {}
+            if self.config.exclude_self_from_search:
+                extra["documents"] = {doc.id: doc.text for doc in docs if cands[doc.id]}
+            self.execute_fn(everything, self.tools, cache=self.cache, workers=self.config.workers, **extra)
         t2 = time.perf_counter()
         batch = [(doc.text, cands[doc.id]) for doc in docs if cands[doc.id]]
         if batch:
@@ -413,13 +438,17 @@ class Pipeline:
 
 
 def default_proposers(
-    names: Sequence[str], model: Any = None, tokenizer: Any = None, seed: int = 0
+    names: Sequence[str],
+    model: Any = None,
+    tokenizer: Any = None,
+    seed: int = 0,
+    sample_backend: str = "transformers",
 ) -> list[Proposer]:
     """The proposers named by `--proposer` (rule, data, lm), from `datagen.sample`.
 
     `data` proposes the calls the input already holds: GSM8K's `<<…>>` annotations (`--format gsm8k`) or inline
     `[Tool(args) → r]` calls, which are taken out of the text first (see `_make_item`). `lm` samples with the
-    paper's per-tool settings (τ_s, k, m), seeded with `seed`.
+    paper's per-tool settings (τ_s, k, m), seeded with `seed`, sampling with `sample_backend`.
     """
     from toolformer.datagen import sample
 
@@ -430,26 +459,30 @@ def default_proposers(
         elif name == "data":
             out.append(sample.DataProposer())
         elif name == "lm":
-            configs = {tool: replace(sample.paper_config(tool), seed=seed) for tool in sample.PAPER_DEFAULTS}
-            out.append(_SeededLM(sample.LMProposer(model, tokenizer, configs), seed))
+            configs = {
+                tool: replace(sample.paper_config(tool), seed=seed, backend=sample_backend)
+                for tool in sample.PAPER_DEFAULTS
+            }
+            out.append(_SeededLM(sample.LMProposer(model, tokenizer, configs), seed, sample_backend))
         else:
             raise ConfigError(f"proposer={name!r} is not one of {', '.join(PROPOSERS)}")
     return out
 
 
 class _SeededLM:
-    """LMProposer with the run's seed also for tools outside the paper's five (their settings: the defaults)."""
+    """LMProposer with the run's seed and backend also for tools outside the paper's five (else: defaults)."""
 
-    def __init__(self, inner: Any, seed: int) -> None:
+    def __init__(self, inner: Any, seed: int, backend: str = "transformers") -> None:
         self.inner = inner
         self.seed = seed
+        self.backend = backend
 
     def propose(self, doc: Document, tool: str) -> list[Candidate]:
         configs = self.inner.config
         if isinstance(configs, dict) and tool not in configs:
             from toolformer.datagen import sample
 
-            configs[tool] = replace(sample.paper_config(tool), seed=self.seed)
+            configs[tool] = replace(sample.paper_config(tool), seed=self.seed, backend=self.backend)
         return self.inner.propose(doc, tool)
 
 
@@ -479,7 +512,9 @@ def build_pipeline(
 
         tools = load_tools(config.tool_names())
     if proposers is None:
-        proposers = default_proposers(config.proposer_names(), model, tokenizer, config.seed)
+        proposers = default_proposers(
+            config.proposer_names(), model, tokenizer, config.seed, config.sample_backend
+        )
     return Pipeline(
         config,
         model,
@@ -864,6 +899,11 @@ def annotate(
             tau_f={name: config.filter_config().tau_for(name) for name in tool_names},
             bad_rows=[asdict(b) for b in report.bad_rows],
             split={"dev_fraction": config.dev_fraction, "seed": config.seed, "field": "split"},
+            search_exclusion=(
+                {"enabled": True, "rule": SELF_EXCLUSION_RULE}
+                if config.exclude_self_from_search
+                else {"enabled": False}
+            ),
             chunks=[{"shard": s.name, "records": r.name} for s, r in zip(report.shards, report.records)],
             extra_records_not_in_this_plan=extra,
         )

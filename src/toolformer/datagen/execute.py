@@ -4,10 +4,17 @@ A failed call is data, not a crash: the candidate gets `ok=False` and the `error
 calls (same tool and argument text) run once per `execute` call; with a `ToolCache` they also run once across
 documents (in memory) and, given a path, across runs (SQLite on disk; only successful results are stored there,
 so a timeout or a transient failure is retried by the next run).
+
+Given `documents` (doc id -> text), every call runs inside `wikisearch.excluding(document_exclusion(id, text))`
+of its candidate's document, so WikiSearch and QA never return the document's own passage; equal calls then
+run (and are cached) once per document: the key carries a fingerprint of the document, so a result computed
+for another document is never reused.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import sqlite3
 import threading
 from collections.abc import Mapping, Sequence
@@ -18,8 +25,10 @@ from typing import Any
 from toolformer.calls import Call
 from toolformer.datagen.records import Candidate
 from toolformer.errors import ConfigError
+from toolformer.tools.wikisearch import document_exclusion, excluding
 
 Key = tuple[str, str, str]  # (tool, tool version, args)
+Group = tuple[str, str, str | None]  # (tool, args, id of the document whose search exclusion applies)
 
 
 class ToolCache:
@@ -87,44 +96,67 @@ def _version(tools: Any, name: str) -> str | None:
         return None
 
 
+def document_scope(doc_id: str, text: str) -> str:
+    """The cache-key suffix of calls run with `doc_id`'s search exclusion: a fingerprint of the id and text."""
+    digest = hashlib.sha256(f"{doc_id}\0{text}".encode()).hexdigest()[:16]
+    return f"\x1fexclude-self:{digest}"
+
+
 def execute(
     candidates: Sequence[Candidate],
     tools: Any,
     cache: ToolCache | None = None,
     workers: int = 4,
     timeout: float | None = None,
+    documents: Mapping[str, str] | None = None,
 ) -> list[Candidate]:
     """Set `result` and `ok` on every candidate (in place) and return them, in the same order.
 
     `tools` is a ToolRegistry (anything with `.run(call, timeout)` and tools by name); each call runs within its
-    tool's time limit (or `timeout`). Never raises for a failing call.
+    tool's time limit (or `timeout`). Never raises for a failing call. With `documents` (doc id -> text), a
+    candidate of a listed document runs with that document's passages excluded from search (module docstring).
     """
     if workers < 1:
         raise ConfigError(f"workers={workers!r} must be at least 1")
-    groups: dict[tuple[str, str], list[Candidate]] = {}
+    groups: dict[Group, list[Candidate]] = {}
     for cand in candidates:
-        groups.setdefault((cand.tool, cand.args), []).append(cand)
-    todo: list[tuple[tuple[str, str], Key | None]] = []
-    for tool_name, args in groups:
+        scoped = documents is not None and cand.doc_id in documents
+        groups.setdefault((cand.tool, cand.args, cand.doc_id if scoped else None), []).append(cand)
+    todo: list[tuple[Group, Key | None]] = []
+    for group in groups:
+        tool_name, args, doc_id = group
         version = _version(tools, tool_name)
-        key = None if version is None else (tool_name, version, args)
+        if version is None:
+            key = None
+        elif doc_id is None or documents is None:
+            key = (tool_name, version, args)
+        else:
+            # Every tool, not only the search ones: which tools read the exclusion is not known here.
+            key = (tool_name, version, args + document_scope(doc_id, documents[doc_id]))
         found = cache.get(key) if cache is not None and key is not None else None
         if found is not None:
-            _assign(groups[(tool_name, args)], *found)
+            _assign(groups[group], *found)
         else:
-            todo.append(((tool_name, args), key))
+            todo.append((group, key))
 
-    def run_one(tool_name: str, args: str) -> tuple[str, bool]:
-        out = tools.run(Call(tool_name, args), timeout)
+    def run_one(group: Group) -> tuple[str, bool]:
+        tool_name, args, doc_id = group
+        scope = (
+            excluding(document_exclusion(doc_id, documents[doc_id]))
+            if doc_id is not None and documents is not None
+            else contextlib.nullcontext()
+        )
+        with scope:
+            out = tools.run(Call(tool_name, args), timeout)
         return out.text, out.ok
 
     if len(todo) == 1 or workers == 1:
-        results = [run_one(*group) for group, _ in todo]
+        results = [run_one(group) for group, _ in todo]
     else:
         with ThreadPoolExecutor(
             max_workers=min(workers, len(todo) or 1), thread_name_prefix="execute"
         ) as pool:
-            results = list(pool.map(lambda item: run_one(*item[0]), todo))
+            results = list(pool.map(lambda item: run_one(item[0]), todo))
     for (group, key), (text, ok) in zip(todo, results):
         if cache is not None and key is not None:
             cache.put(key, text, ok)

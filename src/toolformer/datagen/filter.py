@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import operator
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -222,8 +223,11 @@ def _plan_document(
 
     for cand in candidates:
         _reset(cand)
-        position = cand.position
-        if isinstance(position, bool) or not isinstance(position, int) or position < 0:
+        try:  # any integer type (numpy ints from a data frame too), but not bool or float
+            position = -1 if isinstance(cand.position, bool) else operator.index(cand.position)
+        except TypeError:
+            position = -1
+        if position < 0:
             _mark(cand, BAD_POSITION)
             continue
         if cand.ok is False and not config.score_errors:

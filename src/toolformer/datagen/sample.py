@@ -26,7 +26,7 @@ from toolformer.calls import find_calls, quote
 from toolformer.datagen.heuristics import DATE, NUMBER, foreign_spans, language_spans
 from toolformer.datagen.prompts import annotation_prompt
 from toolformer.datagen.records import Candidate, Document
-from toolformer.errors import ConfigError, DataError, ToolError
+from toolformer.errors import ConfigError, DataError, ToolError, require
 from toolformer.tools.calculator import calculate
 
 
@@ -485,6 +485,19 @@ def gsm8k_document(
 # ---------------------------------------------------------------------------------------------------------------
 
 
+SAMPLE_BACKENDS = ("transformers", "vllm")
+VLLM_STOP = ["]", "\n"]  # a call ends at its "]"; a newline ends a sample without one (a call is one line)
+VLLM_GPU_MEMORY = 0.5  # share of GPU memory vLLM may take: the transformers model scoring p_i lives there too
+
+
+def _vllm() -> Any:
+    """The `vllm` module, or MissingExtraError naming the `gpu` extra (tests replace this function)."""
+    require("vllm", "gpu")
+    import vllm
+
+    return vllm
+
+
 @dataclass
 class SampleConfig:
     """How LMProposer samples calls for one tool (paper §2 and App. A)."""
@@ -535,6 +548,11 @@ class SampleConfig:
     seed: int | None = field(
         default=0, metadata={"help": "Sampling seed, mixed with the document id and tool; None: not seeded."}
     )
+    backend: str = field(
+        default="transformers",
+        metadata={"help": "Engine of the sampling step: transformers (model.generate) or vllm (vllm.LLM over the "
+                  "model's path, GPU; pip install 'toolformer-kit[gpu]'). Scoring p_i always uses transformers."},
+    )  # fmt: skip
 
     def __post_init__(self) -> None:
         if not 0 <= self.tau_s < 1:
@@ -546,6 +564,8 @@ class SampleConfig:
             raise ConfigError(f"temperature must be > 0, got {self.temperature}")
         if not 0 < self.top_p <= 1:
             raise ConfigError(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.backend not in SAMPLE_BACKENDS:
+            raise ConfigError(f"backend must be one of {', '.join(SAMPLE_BACKENDS)}, got {self.backend!r}")
 
     @classmethod
     def help(cls) -> dict[str, str]:
@@ -681,6 +701,8 @@ class LMProposer:
     Sampling reuses the scoring pass's KV cache when the model has a plain DynamicCache: every kept prefix is cut
     from it and left-padded into one batch, so no prefix is encoded twice (m copies are made by hand, so
     `num_return_sequences` is 1 there). Otherwise every prefix is re-encoded and `num_return_sequences=m`.
+    With config `backend="vllm"` the sampling step (not the scoring pass) runs in a `vllm.LLM` over the model's
+    path instead, from the same token prompts, with `SamplingParams(n=m, stop=["]", "\\n"])`.
     """
 
     def __init__(
@@ -702,6 +724,7 @@ class LMProposer:
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (eos or 0)
         # transformers 5 renamed generate's `past_key_values` to `cache`.
         self._cache_kw = "cache" if _accepts(model, "cache") else "past_key_values"
+        self._vllm_llm: Any = None  # the vllm.LLM of config backend="vllm", made on first use
 
     def config_for(self, tool: str) -> SampleConfig:
         """The settings for `tool`: the one config given, or the tool's entry, else the paper's defaults."""
@@ -768,13 +791,16 @@ class LMProposer:
         prompt_ids, text_ids, starts = self._encode(tool, doc.text, cfg)
         if not text_ids:
             return []
-        p, best, cache = self._score(prompt_ids, text_ids, keep_cache=cfg.share_prefix)
+        on_cache = cfg.share_prefix and cfg.backend == "transformers"
+        p, best, cache = self._score(prompt_ids, text_ids, keep_cache=on_cache)
         kept = select_positions(self._positions(doc.text, starts, p, best, cfg), cfg.tau_s, cfg.k)
         if not kept:
             return []
         full = prompt_ids + text_ids
         prefixes = [full[: len(prompt_ids) + pos.token] for pos in kept]
         seed = None if cfg.seed is None else zlib.crc32(f"{cfg.seed}\0{doc.id}\0{tool}".encode())
+        if cfg.backend == "vllm":
+            return [Sample(pos, t) for pos, t in zip(kept, self._sample_vllm(kept, prefixes, cfg, seed))]
         with self._seeded(seed):
             if cfg.share_prefix and _plain_dynamic_cache(cache):
                 texts = self._sample_on_cache(kept, prefixes, cache, cfg)
@@ -865,6 +891,40 @@ class LMProposer:
             texts.extend(generated[j * copies : (j + 1) * copies] for j in range(len(idx)))
         return texts
 
+    def _vllm_engine(self) -> Any:
+        """The vllm.LLM over the same weights as `self.model`, created on first use and kept."""
+        engine = self._vllm_llm
+        if engine is None:
+            vllm = _vllm()
+            path = getattr(self.model, "name_or_path", None) or getattr(
+                self.model.config, "_name_or_path", None
+            )
+            if not path:
+                raise ConfigError("backend='vllm' needs the model's path (model.name_or_path is empty)")
+            engine = vllm.LLM(model=str(path), gpu_memory_utilization=VLLM_GPU_MEMORY)
+            self._vllm_llm = engine
+        return engine
+
+    def _sample_vllm(
+        self, kept: list[Position], prefixes: list[list[int]], cfg: SampleConfig, seed: int | None
+    ) -> list[list[str]]:
+        """m samples per position with vLLM: the same token prompts as `_sample_fresh` (prefix + "[" token),
+        cut at the first "]" or newline, which is kept as the transformers path keeps its stop token."""
+        vllm = _vllm()
+        engine = self._vllm_engine()
+        params = vllm.SamplingParams(
+            n=cfg.m if cfg.do_sample else 1,
+            temperature=cfg.temperature if cfg.do_sample else 0.0,
+            top_p=cfg.top_p if cfg.do_sample else 1.0,
+            max_tokens=cfg.max_new_tokens,
+            stop=VLLM_STOP,
+            include_stop_str_in_output=True,
+            seed=seed,
+        )
+        prompts = [{"prompt_token_ids": [*prefix, pos.bracket]} for pos, prefix in zip(kept, prefixes)]
+        outputs = engine.generate(prompts, params, use_tqdm=False)
+        return [[_cut_at_stop(o.text) for o in out.outputs] for out in outputs]
+
     # -- proposing -----------------------------------------------------------------------------------------------
 
     def propose(self, doc: Document, tool: str) -> list[Candidate]:
@@ -884,6 +944,12 @@ class LMProposer:
                     Candidate(doc.id, tool, args, sample.position.char, "lm", p_start=sample.position.p)
                 )
         return _dedupe(cands)
+
+
+def _cut_at_stop(text: str) -> str:
+    """`text` up to and including its first "]" or newline (vLLM may stop after a token holding more)."""
+    ends = [i for i in (text.find("]"), text.find("\n")) if i >= 0]
+    return text[: min(ends) + 1] if ends else text
 
 
 def cut_cache(cache: Any, lengths: Sequence[int]) -> Any:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import contextvars
 import inspect
 import json
 import math
@@ -132,10 +133,12 @@ def error_text(exc: BaseException) -> str:
 def run_with_timeout(fn: Callable[[], str], timeout: float, name: str = "tool") -> str:
     """Run `fn` in a daemon thread; give up after `timeout` seconds (the thread is abandoned, the process lives on)."""
     box: dict[str, Any] = {}
+    # The caller's context variables (e.g. the search exclusion of `wikisearch.excluding`) go with the call.
+    context = contextvars.copy_context()
 
     def target() -> None:
         try:
-            box["value"] = fn()
+            box["value"] = context.run(fn)
         except BaseException as exc:  # noqa: BLE001
             box["error"] = exc
 

@@ -5,11 +5,16 @@ Wikipedia lead sections (`toolformer/data/vital_en.jsonl.gz`, CC BY-SA, see data
 JSONL.gz) file with a text field works. Indexes live under `$TOOLFORMER_HOME/indexes/<name>-<hash>/`
 (default `~/.cache/toolformer`) and are rebuilt when missing or damaged. Nothing here prints: progress goes
 to an optional callback.
+
+A search can leave passages out: `Searcher.search(..., exclude=pred)`, or for every search made inside
+`with excluding(pred):` (a context variable, so the tools' signatures stay as the model sees them). Data
+generation uses `document_exclusion(doc_id, text)` so a document is never annotated with its own passage.
 """
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import functools
 import gzip
 import hashlib
@@ -20,7 +25,7 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -41,6 +46,58 @@ _SENTENCE_END = re.compile(
 )
 
 Progress = Callable[[str], None]
+Exclusion = Callable[[dict[str, Any]], bool]  # a hit (id, title, text, ...) -> leave it out
+EXCLUDE_SLACK = 10  # extra hits retrieved when excluding, so k remain after the excluded ones are dropped
+OVERLAP_CHARS = (
+    100  # a passage whose first this-many normalised characters occur in a document is that document
+)
+MIN_OVERLAP_CHARS = 40  # shorter normalised texts only match by equality (a short text occurs everywhere)
+_EXCLUDE: contextvars.ContextVar[Exclusion | None] = contextvars.ContextVar(
+    "toolformer_search_exclude", default=None
+)
+
+
+@contextlib.contextmanager
+def excluding(exclude: Exclusion | None) -> Iterator[None]:
+    """Inside the block, every `Searcher.search` in this context leaves out the hits `exclude` accepts."""
+    token = _EXCLUDE.set(exclude)
+    try:
+        yield
+    finally:
+        _EXCLUDE.reset(token)
+
+
+def current_exclusion() -> Exclusion | None:
+    """The exclusion set by the innermost `excluding` block of this context, or None."""
+    return _EXCLUDE.get()
+
+
+def normalize(text: str) -> str:
+    """Lower-cased words (bm25s' token pattern) joined by single spaces: spacing and punctuation ignored."""
+    return " ".join(_TOKEN.findall(text.lower()))
+
+
+def document_exclusion(doc_id: str | None, text: str) -> Exclusion:
+    """Leave out the document's own passage: a hit whose id is `doc_id`, whose normalised text equals the
+    document's, whose first 100 normalised characters occur in the document, or that contains the document's
+    first 100 (the document is a part of the passage). Overlaps of texts under 40 characters do not count."""
+    doc = normalize(text)
+    doc_head = doc[:OVERLAP_CHARS]
+
+    def exclude(hit: dict[str, Any]) -> bool:
+        if doc_id is not None and str(hit.get("id")) == str(doc_id):
+            return True
+        passage = normalize(str(hit.get("text", "")))
+        if not passage or not doc:
+            return False
+        if passage == doc:
+            return True
+        head = passage[:OVERLAP_CHARS]
+        if len(head) >= MIN_OVERLAP_CHARS and head in doc:
+            return True
+        return len(doc_head) >= MIN_OVERLAP_CHARS and doc_head in passage
+
+    return exclude
 
 
 def default_corpus_path() -> Path:
@@ -192,9 +249,15 @@ class Searcher:
         self._ensure()
         return len(self._passages)
 
-    def search(self, query: str, k: int = TOP_K) -> list[dict[str, Any]]:
-        """The top `k` passages for `query`, best first: dicts with rank, id, title, text, score (> 0 only)."""
+    def search(self, query: str, k: int = TOP_K, exclude: Exclusion | None = None) -> list[dict[str, Any]]:
+        """The top `k` passages for `query`, best first: dicts with rank, id, title, text, score (> 0 only).
+
+        Hits that `exclude` (default: the one set by `excluding`) accepts are left out before ranking.
+        """
         import bm25s
+
+        if exclude is None:
+            exclude = _EXCLUDE.get()
 
         self._ensure()
         if k < 1:
@@ -204,13 +267,18 @@ class Searcher:
             return []
         with self._lock:  # bm25s does not promise thread safety; a search takes about a millisecond
             docs, scores = self._retriever.retrieve(
-                tokens, k=min(k, len(self._passages)), show_progress=False, n_threads=0
+                tokens,
+                k=min(k + (EXCLUDE_SLACK if exclude else 0), len(self._passages)),
+                show_progress=False,
+                n_threads=0,
             )
-        hits = []
+        hits: list[dict[str, Any]] = []
         for doc, score in zip(docs[0], scores[0], strict=True):
-            if float(score) <= 0.0:
+            if float(score) <= 0.0 or len(hits) == k:
                 continue
             passage = self._passages[int(doc)]
+            if exclude is not None and exclude(passage):
+                continue
             hits.append({"rank": len(hits) + 1, **passage, "score": float(score)})
         return hits
 
