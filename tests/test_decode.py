@@ -281,3 +281,15 @@ def test_real_model_writes_and_runs_a_calculator_call(smol):
     assert gen.calls and gen.calls[0].tool == "Calculator"
     assert gen.calls[0].output == "1081"
     assert "1081" in gen.text
+
+
+def test_trigger_fires_at_most_max_calls_times(tiny_lm):
+    model, tok = tiny_lm
+    vocab = len(tok)
+    # Every position has '[' in the top-k; a random model never completes a call, so without the cap every
+    # token would be a forced '['.
+    (gen,) = generate(
+        model, tok, ["x"], None, DecodeConfig(max_new_tokens=12, trigger_top_k=vocab, max_calls=2)
+    )
+    assert gen.text.count("[") <= 2 + gen.text.count("[[")
+    assert gen.calls == []

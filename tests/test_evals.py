@@ -499,18 +499,21 @@ def test_cli_bad_shots_is_one_line(tmp_path):
 
 @pytest.mark.slow
 def test_math_suite_on_the_embedded_model_in_three_modes(smol, tmp_path):
-    config = EvalConfig(suite="math", limit=10, shots=3, baseline="smollm2-135m-instruct", out=str(tmp_path))
+    # Kept small (4 per dataset, 32 new tokens) so the default test run stays short.
+    config = EvalConfig(
+        suite="math", limit=4, shots=3, max_new_tokens=32, baseline="smollm2-135m-instruct", out=str(tmp_path)
+    )
     results = evaluate(config, models={"model": smol})
     paths = write_outputs(results, tmp_path)
     assert json.loads(paths["results"].read_text())["config"]["shots"] == 3
     preds = {(p.mode, p.dataset, p.id): p for p in results.predictions}
-    assert len(preds) == 3 * 3 * 10
+    assert len(preds) == 3 * 3 * 4
     for name in ("asdiv", "svamp", "mawps"):
         assert results.run("disabled").by_dataset[name].with_call == 0
         assert results.run("baseline").by_dataset[name].with_call == 0
         # With three Calculator examples and the paper's top-10 trigger, the model calls the Calculator.
         tools = results.run("tools").by_dataset[name]
-        assert tools.per_tool.get("Calculator", 0) >= 5, tools
+        assert tools.per_tool.get("Calculator", 0) >= 2, tools
     # The baseline is the same model without tools: it must write exactly what the disabled mode writes.
     for (mode, name, rid), pred in preds.items():
         if mode == "baseline":

@@ -134,6 +134,7 @@ class _Row:
     forced: int = 0
     finish: str | None = None
     emitted: int = 0  # characters of text already streamed
+    triggers: int = 0  # calls started by the top-k trigger rule
     pos: int = 0  # next position id
 
 
@@ -333,10 +334,13 @@ def generate(
         in_call = bool(spans) and not spans[-1].complete
         if config.disabled or len(row.calls) >= config.max_calls:
             logits[vocab.bracket] = float("-inf")
-        elif config.trigger_top_k and not in_call:
+        elif config.trigger_top_k and not in_call and row.triggers < config.max_calls:
+            # A forced "[" that the model does not turn into a call still uses up one of the row's calls;
+            # otherwise an untrained model is forced into "[" after "[" and writes junk.
             top = torch.topk(logits, config.trigger_top_k).indices
             hits = top[torch.isin(top, vocab.call_start)]
             if hits.numel():
+                row.triggers += 1
                 return int(hits[0])
         if not config.do_sample:
             return int(torch.argmax(logits))
