@@ -36,10 +36,11 @@ import json
 import os
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from toolformer.configs import field_default, field_help
 from toolformer.datagen.execute import ToolCache, execute
 from toolformer.datagen.filter import PAPER_TAU_F_PER_TOOL, FilterConfig
 from toolformer.datagen.io import (
@@ -210,14 +211,8 @@ class AnnotateConfig:
             device=self.device,
         )
 
-    @classmethod
-    def help(cls, name: str) -> str:
-        """The help text of field `name` (the CLI uses it for the option)."""
-        return next(f.metadata["help"] for f in fields(cls) if f.name == name)
-
-    @classmethod
-    def default(cls, name: str) -> Any:
-        return getattr(cls(), name)
+    help = classmethod(field_help)
+    default = classmethod(field_default)
 
 
 # Fields that change only speed or where results go, not what a chunk contains: a rerun may change them.

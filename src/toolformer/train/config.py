@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from toolformer.configs import field_default, field_help
 from toolformer.errors import ConfigError
 
 CONFIG_FILE = "train_config.json"
@@ -234,14 +235,8 @@ class TrainConfig:
 
     # ------------------------------------------------------------------------------------------ CLI
 
-    @classmethod
-    def help(cls, name: str) -> str:
-        """The help text of field `name` (the CLI uses it for the option)."""
-        return next(f.metadata["help"] for f in fields(cls) if f.name == name)
-
-    @classmethod
-    def default(cls, name: str) -> Any:
-        return getattr(cls(), name)
+    help = classmethod(field_help)
+    default = classmethod(field_default)
 
 
 # Fields a resumed run may change: where things go, how often it reports, how long it runs, how fast it runs.
