@@ -16,7 +16,11 @@ from rich.table import Table
 from rich.text import Text
 from typer.core import TyperGroup
 
+from toolformer.configs import field_default, field_help
+from toolformer.datagen.annotate import AnnotateConfig  # the config dataclasses are torch-free
 from toolformer.errors import ToolformerError
+from toolformer.evals.config import EvalConfig
+from toolformer.train.config import TrainConfig
 
 app = typer.Typer(
     help="Teach language models to use tools, and run them with those tools.", no_args_is_help=True
@@ -251,16 +255,8 @@ def index_build(
     console.print(f"use it with: --corpus {corpus}")
 
 
-def _ahelp(name: str) -> str:
-    from toolformer.datagen.annotate import AnnotateConfig
-
-    return AnnotateConfig.help(name)
-
-
-def _adefault(name: str) -> Any:
-    from toolformer.datagen.annotate import AnnotateConfig
-
-    return AnnotateConfig.default(name)
+_ahelp = functools.partial(field_help, AnnotateConfig)
+_adefault = functools.partial(field_default, AnnotateConfig)
 
 
 def _fmt_loss(value: float | None) -> str:
@@ -439,16 +435,8 @@ def annotate_inspect(
         console.print(_render_text(row["text"]))
 
 
-def _ehelp(name: str) -> str:
-    from toolformer.evals.config import EvalConfig
-
-    return EvalConfig.help(name)
-
-
-def _edefault(name: str) -> Any:
-    from toolformer.evals.config import EvalConfig
-
-    return EvalConfig.default(name)
+_ehelp = functools.partial(field_help, EvalConfig)
+_edefault = functools.partial(field_default, EvalConfig)
 
 
 @app.command("eval")
@@ -520,16 +508,8 @@ def eval_command(
     console.print(f"outputs: {', '.join(str(p) for p in paths.values())}", highlight=False)
 
 
-def _thelp(name: str) -> str:
-    from toolformer.train.config import TrainConfig
-
-    return TrainConfig.help(name)
-
-
-def _tdefault(name: str) -> Any:
-    from toolformer.train.config import TrainConfig
-
-    return TrainConfig.default(name)
+_thelp = functools.partial(field_help, TrainConfig)
+_tdefault = functools.partial(field_default, TrainConfig)
 
 
 @app.command("train")

@@ -5,9 +5,10 @@ Cheap to import (no torch): the CLI reads the help texts and defaults from it at
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from toolformer.configs import field_default, field_help
 from toolformer.errors import ConfigError
 from toolformer.models import DEFAULT_MODEL
 
@@ -152,11 +153,5 @@ class EvalConfig:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
-    @classmethod
-    def help(cls, name: str) -> str:
-        """The help text of field `name` (the CLI uses it for the option)."""
-        return next(f.metadata["help"] for f in fields(cls) if f.name == name)
-
-    @classmethod
-    def default(cls, name: str) -> Any:
-        return next(f.default for f in fields(cls) if f.name == name)
+    help = classmethod(field_help)
+    default = classmethod(field_default)

@@ -153,7 +153,7 @@ class _Vocab:
                 continue
             has.append(i)
             text = tokenizer.convert_tokens_to_string([p])
-            if text.lstrip().startswith("[") and text.strip() in ("[",):
+            if text.strip() == "[":
                 starts.append(i)
         self.bracket = torch.tensor(has, dtype=torch.long)
         self.call_start = torch.tensor(starts or has[:1], dtype=torch.long)
@@ -311,7 +311,8 @@ def generate(
             row.forced += len(feed) - 1
         row.ids.extend(feed)
         row.queue = feed
-        row.text = tokenizer.decode(row.ids, skip_special_tokens=True)
+        # The common case feeds just the sampled token: its text is `cand`, already decoded.
+        row.text = cand if feed == [token] else tokenizer.decode(row.ids, skip_special_tokens=True)
         if call_start is not None:
             call = find_calls(row.text[call_start:])[0].call
             start_tool(i, Call(call.name, call.args), call_start)
@@ -428,8 +429,3 @@ def generate(
         )
         for r, n in zip(rows, prompt_lens)
     ]
-
-
-def tokens_fed(generation: Generation) -> int:
-    """Tokens that went through the model for this generation: the prompt once, then each new token once."""
-    return generation.prompt_tokens + generation.new_tokens + generation.forced_tokens
