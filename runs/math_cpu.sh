@@ -1,25 +1,29 @@
 #!/usr/bin/env bash
 # The arithmetic recipe on a CPU, end to end on the embedded model:
-#   GSM8K training solutions -> Calculator calls from their <<48/2=24>> annotations (data proposer) kept by the
-#   paper's loss filter (tau_f) -> fine-tune (LoRA, merged) -> evaluate on the ASDiv/SVAMP/MAWPS dev files in the
-#   three modes (tools, disabled, baseline = the untrained model).
+#   GSM8K training problems as short "Question: …\nAnswer: 72" texts, each with one Calculator call composed from
+#   its solution's <<48/2=24>> steps (data proposer, --format gsm8k-answer) kept by the paper's loss filter (tau_f)
+#   -> fine-tune (LoRA, merged; loss from the call on) -> evaluate zero-shot on the ASDiv/SVAMP/MAWPS dev files in
+#   the three modes (tools, disabled, baseline = the untrained model).
 # No test set is read: GSM8K train is the corpus, the dev files are the only evaluation data.
-# Knobs (environment): DOCS, TAU_F, STEPS, EVAL_LIMIT, SHOTS, OUT, DATA. Rerunning resumes the annotation.
+# Knobs (environment): DOCS, FORMAT, TAU_F, MIX, LOSS, STEPS, EVAL_LIMIT, SHOTS, OUT, DATA. Rerunning resumes the annotation.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TF=${TF:-.venv/bin/toolformer}
 DATA=${DATA:-../shared/data/gsm8k/gsm8k_train.jsonl}
 OUT=${OUT:-runs/out/math}
-DOCS=${DOCS:-400}
+DOCS=${DOCS:-2000}
+FORMAT=${FORMAT:-gsm8k-answer}
+MIX=${MIX:-0.1}
+LOSS=${LOSS:-after-call}
 TAU_F=${TAU_F:-0.5}
 STEPS=${STEPS:-60}
 EVAL_LIMIT=${EVAL_LIMIT:-100}
 SHOTS=${SHOTS:-0}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 
-"$TF" annotate run "$DATA" --format gsm8k --proposer data --tools Calculator --tau-f-tool "Calculator=$TAU_F" \
+"$TF" annotate run "$DATA" --format "$FORMAT" --proposer data --tools Calculator --tau-f-tool "Calculator=$TAU_F" \
   --limit "$DOCS" --out "$OUT/augmented"
-"$TF" train "$OUT/augmented" --out "$OUT/model" --lora --max-steps "$STEPS" --mix-ratio 0.5 \
+"$TF" train "$OUT/augmented" --out "$OUT/model" --lora --max-steps "$STEPS" --mix-ratio "$MIX" --loss "$LOSS" \
   --eval-steps "$(( STEPS < 20 ? STEPS : 20 ))" --save-steps "$(( STEPS < 20 ? STEPS : 20 ))" --resume
 "$TF" eval "$OUT/model" --suite math --limit "$EVAL_LIMIT" --shots "$SHOTS" --baseline smollm2-135m-instruct \
   --out "$OUT/eval"

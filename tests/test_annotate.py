@@ -646,6 +646,23 @@ def test_gsm8k_records_with_the_data_proposer(tmp_path):
     assert report.bad == 1 and "solution" in report.bad_rows[0].reason
 
 
+def test_gsm8k_answer_format_writes_question_answer_texts_with_one_composed_call(tmp_path):
+    path = tmp_path / "gsm.jsonl"
+    record = {
+        "id": "g1",
+        "question": "Natalia sold 48 clips in April and half as many in May. How many in all?",
+        "solution": "Natalia sold 48/2 = <<48/2=24>>24 clips in May.\nShe sold 48+24 = <<48+24=72>>72 clips.\n#### 72",
+        "answer": 72,
+    }
+    path.write_text(json.dumps(record) + "\n")
+    config = AnnotateConfig(
+        input=str(path), out=str(tmp_path / "out"), format="gsm8k-answer", proposer="data", tools="Calculator"
+    )
+    annotate(config, model=object(), tokenizer=object(), filter_fn=keep_all)
+    (row,) = all_rows(tmp_path / "out")
+    assert row["text"] == f"Question: {record['question']}\nAnswer: [Calculator(48 + 48 / 2) → 72] 72"
+
+
 def test_inline_calls_in_the_input_are_rescored_with_the_data_proposer(tmp_path):
     annotated = "It costs [Calculator(2 + 3) → 5] 5 dollars, [Calendar() → Today is Monday.] today."
     path = tmp_path / "a.jsonl"

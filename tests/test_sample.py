@@ -27,7 +27,9 @@ from toolformer.datagen.sample import (
     RuleProposer,
     SampleConfig,
     calculator_rules,
+    compose_gsm8k_expression,
     cut_cache,
+    gsm8k_answer_document,
     gsm8k_document,
     paper_config,
     select_positions,
@@ -198,6 +200,43 @@ def test_gsm8k_algebra_annotations_are_removed_but_not_proposed():
 def test_gsm8k_document_rejects_a_record_without_a_solution():
     with pytest.raises(DataError, match="'solution'"):
         gsm8k_document({"id": "x", "question": "q"})
+
+
+def test_composed_expressions_on_real_gsm8k_give_the_answer_and_use_only_question_numbers():
+    rows = _gsm8k(200)
+    composed = 0
+    for row in rows:
+        expression = compose_gsm8k_expression(row["question"], row["solution"], row["answer"])
+        if expression is None:
+            continue
+        composed += 1
+        assert float(calculate(expression)) == pytest.approx(float(row["answer"]), abs=0.01)
+        assert "<<" not in expression and len(expression) <= 80
+    assert composed > 150  # most solutions compose; the rest are algebra, text steps or too long
+    assert compose_gsm8k_expression(rows[0]["question"], rows[0]["solution"], 72) == "48 + 48 / 2"
+
+
+def test_composition_keeps_numbers_the_question_states_and_refuses_a_wrong_answer():
+    question = "Tom has 3 boxes of 4 pens and buys 12 more pens. How many pens?"
+    solution = "3*4 = <<3*4=12>>12 pens.\n12+12 = <<12+12=24>>24 pens.\n#### 24"
+    # 12 is both a result and a number of the question: left as written, not replaced by (3 * 4).
+    assert compose_gsm8k_expression(question, solution, 24) == "12 + 12"
+    assert compose_gsm8k_expression("Q?", solution, 24) == "3 * 4 + 3 * 4"
+    assert compose_gsm8k_expression("Q?", solution, 25) is None  # no step gives the gold answer
+    assert compose_gsm8k_expression("Q?", "No calculator steps.\n#### 5", 5) is None
+
+
+def test_gsm8k_answer_document_is_a_short_answer_with_the_call_before_it():
+    row = _gsm8k(1)[0]
+    doc, (cand,) = gsm8k_answer_document(row)
+    assert doc.text == f"Question: {row['question'].strip()}\nAnswer: 72"
+    assert (cand.tool, cand.args, doc.text[cand.position :]) == ("Calculator", "48 + 48 / 2", "72")
+    bare, cands = gsm8k_answer_document(
+        {"id": "b", "question": "Q?", "solution": "No steps.\n#### 5", "answer": 5}
+    )
+    assert bare.text == "Question: Q?\nAnswer: 5" and cands == []
+    with pytest.raises(DataError, match="'answer'"):
+        gsm8k_answer_document({"id": "x", "question": "q", "solution": "s"})
 
 
 def test_inline_calls_are_taken_out_and_proposed_back():

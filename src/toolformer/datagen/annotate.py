@@ -89,7 +89,9 @@ class AnnotateConfig:
     format: str = _opt(
         "auto",
         "Input format: auto (by suffix), jsonl, json, gsm8k (GSM8K JSONL: question + solution with <<calc>> "
-        "annotations, for --proposer data), text, parquet, hf (`datasets` folder or Hub id).",
+        "annotations, for --proposer data), gsm8k-answer (the same records as short 'Question: …\\nAnswer: 72' texts "
+        "with one call composed from the whole solution before the answer), text, parquet, hf (`datasets` folder "
+        "or Hub id).",
     )
     text_field: str = _opt("text", "Field holding the text; a dotted path reaches into objects (meta.body).")
     id_field: str = _opt("id", "Field holding the document id; rows without it get <file>:<line>.")
@@ -481,7 +483,14 @@ class _SeededLM:
         return self.inner.propose(doc, tool)
 
 
-def default_applies() -> Applies:
+def default_applies(proposers: Sequence[str] = ()) -> Applies:
+    """The paper's per-tool text heuristics; none when only the `data` proposer runs.
+
+    The heuristics exist to spare LM sampling on texts unlikely to need a tool; calls the data already holds
+    cost no sampling, and the loss filter still decides each of them.
+    """
+    if proposers and set(proposers) == {"data"}:
+        return lambda tool_name, text: True
     from toolformer.datagen.heuristics import applies
 
     return applies
@@ -516,7 +525,7 @@ def build_pipeline(
         tokenizer,
         tools,
         proposers,
-        applies or default_applies(),
+        applies or default_applies(config.proposer_names()),
         execute_fn or execute,
         filter_fn,
     )
@@ -549,7 +558,7 @@ def _worker_rows(source: Source, config: AnnotateConfig) -> Iterator[_Row]:
 def _make_item(row: _Row, config: AnnotateConfig) -> Document | BadRow:
     if row.duplicate_of is not None:
         return BadRow(row.id, f"duplicate id (first seen at {row.duplicate_of})")
-    if config.format == "gsm8k" and isinstance(row.value, dict):
+    if config.format in ("gsm8k", "gsm8k-answer") and isinstance(row.value, dict):
         return _gsm8k_item(row, config)
     item = to_document(row.value, row.fallback_id, config.text_field, config.id_field, config.max_chars)
     if isinstance(item, Document) and "data" in config.proposer_names():
@@ -561,10 +570,11 @@ def _make_item(row: _Row, config: AnnotateConfig) -> Document | BadRow:
 
 
 def _gsm8k_item(row: _Row, config: AnnotateConfig) -> Document | BadRow:
-    from toolformer.datagen.sample import gsm8k_document
+    from toolformer.datagen.sample import gsm8k_answer_document, gsm8k_document
 
+    make = gsm8k_answer_document if config.format == "gsm8k-answer" else gsm8k_document
     try:
-        doc, _ = gsm8k_document(row.value)
+        doc, _ = make(row.value)
     except DataError as exc:
         return BadRow(row.id, str(exc))
     if config.max_chars and len(doc.text) > config.max_chars:

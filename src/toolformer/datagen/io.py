@@ -27,7 +27,7 @@ from typing import Any
 from toolformer.datagen.records import Document
 from toolformer.errors import ConfigError, DataError
 
-FORMATS = ("auto", "jsonl", "json", "gsm8k", "text", "parquet", "hf")
+FORMATS = ("auto", "jsonl", "json", "gsm8k", "gsm8k-answer", "text", "parquet", "hf")
 _JSONL_SUFFIXES = (".jsonl", ".jsonl.gz", ".ndjson", ".ndjson.gz", ".json.gz")
 _TEXT_SUFFIXES = (".txt", ".md", ".text")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -78,7 +78,7 @@ def open_source(
             return Source("hf", text, None, text_unit, split)
         raise DataError(f"input {text!r}: no such file or directory")
     kind = format
-    if format == "gsm8k":
+    if format in ("gsm8k", "gsm8k-answer"):
         kind = "jsonl"
     elif format == "auto":
         kind = _detect(p)

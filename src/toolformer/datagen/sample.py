@@ -480,6 +480,95 @@ def gsm8k_document(
     return DataProposer.gsm8k().extract(Document(doc_id, raw, meta))
 
 
+_NUM_TOKEN = re.compile(r"\d*\.?\d+")
+_QUESTION_NUMBER = re.compile(r"(?<![\w.])\d{1,3}(?:,\d{3})+(?!\d)|\d*\.?\d+")
+MAX_COMPOSED_CHARS = 80  # a longer single expression is more than a short answer's call should carry
+
+
+def _number_key(text: str) -> str | None:
+    try:
+        value = float(text.replace(",", ""))
+    except ValueError:
+        return None
+    return f"{round(value, 6):g}"
+
+
+def compose_gsm8k_expression(question: str, solution: str, answer: Any) -> str | None:
+    """One Calculator expression for GSM8K's final answer, built from the solution's `<<…>>` steps, or None.
+
+    Each step's numbers that are earlier results and not numbers of the question are replaced by the expressions
+    that made them (`48+24` after `48/2=24` becomes `48 + 48 / 2`), so the whole solution becomes one call a
+    short answer can carry. None when no step gives `answer`, the expression fails the calculator's check against
+    `answer`, or it is longer than MAX_COMPOSED_CHARS. Parsing uses `ast` (no evaluation); checking uses the
+    project's calculator.
+    """
+    import ast
+
+    try:
+        gold = float(str(answer).replace(",", ""))
+    except ValueError:
+        return None
+    asked = {_number_key(m.group()) for m in _QUESTION_NUMBER.finditer(question)}
+    known: dict[str, str] = {}
+    final: str | None = None
+    for m in GSM8K_PATTERN.finditer(solution):
+        args, result = m.group("args"), m.group("result").strip()
+        if not _gsm8k_accept(args, result):
+            continue
+
+        def substitute(tok: re.Match[str]) -> str:
+            key = _number_key(tok.group())
+            if key is not None and key in known and key not in asked:
+                return f"({known[key]})"
+            return tok.group()
+
+        expression = _NUM_TOKEN.sub(substitute, re.sub(r"(?<=\d),(?=\d{3})", "", args))
+        try:
+            expression = ast.unparse(ast.parse(expression.replace("^", "**"), mode="eval"))
+        except (SyntaxError, ValueError):
+            return None
+        key = _number_key(result)
+        if key is None:
+            continue
+        known.setdefault(key, expression)
+        if abs(float(key) - gold) <= 0.01:
+            final = expression
+    if final is None or len(final) > MAX_COMPOSED_CHARS:
+        return None
+    try:
+        value = float(calculate(final))
+    except (ToolError, ValueError):
+        return None
+    return final if abs(value - gold) <= 0.01 else None
+
+
+def gsm8k_answer_document(record: Mapping[str, Any]) -> tuple[Document, list[Candidate]]:
+    """A GSM8K record as a short question-answer Document, with one composed Calculator candidate before the answer.
+
+    The text is "Question: {question}\nAnswer: {answer}", the shape of the zero-shot math prompt; the candidate is
+    `compose_gsm8k_expression` of the solution, placed just before the answer number (none when the solution
+    cannot be composed into one checked expression). The loss filter then decides, as for any candidate.
+    """
+    try:
+        doc_id = str(record["id"])
+        question = str(record["question"]).strip()
+        solution = str(record["solution"])
+        answer = record["answer"]
+    except KeyError as exc:
+        raise DataError(f"GSM8K record has no {exc.args[0]!r} field: {str(record)[:80]}") from None
+    shown = f"{answer:g}" if isinstance(answer, float) else str(answer)
+    prefix = f"Question: {question}\nAnswer: "
+    expression = compose_gsm8k_expression(question, solution, answer)
+    calls = (
+        []
+        if expression is None
+        else [{"tool": "Calculator", "args": expression, "position": len(prefix), "result": shown}]
+    )
+    meta = {"source": "gsm8k", "answer": answer, DATA_CALLS: calls}
+    doc = Document(doc_id, prefix + shown, meta)
+    return doc, [Candidate(doc_id, "Calculator", c["args"], c["position"], "data") for c in calls]
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # The paper's sampler
 # ---------------------------------------------------------------------------------------------------------------
