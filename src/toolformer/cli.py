@@ -16,10 +16,13 @@ from rich.table import Table
 from rich.text import Text
 from typer.core import TyperGroup
 
+from toolformer.adapt.config import AdaptConfig
+from toolformer.compress.config import CompressConfig
 from toolformer.configs import field_default, field_help
 from toolformer.datagen.annotate import AnnotateConfig  # the config dataclasses are torch-free
 from toolformer.errors import ToolformerError
 from toolformer.evals.config import EvalConfig
+from toolformer.serve.config import API_KEY_ENV, ServeConfig
 from toolformer.train.config import TrainConfig
 
 app = typer.Typer(
@@ -55,6 +58,10 @@ console = Console()
 err_console = Console(stderr=True)
 
 MODEL_HELP = "Model: an alias (smollm2-135m-instruct, gemma3-270m), a GGUF file, an HF directory or a hub id."
+BACKEND_HELP = (
+    "auto (llama.cpp for a .gguf file when llama-cpp-python is installed, else transformers), transformers or "
+    "llamacpp (a .gguf file or a built-in alias)."
+)
 TOOLS_HELP = "Tools: comma-separated built-in names (Calculator,Calendar,WikiSearch,QA,MT), module:function or mcp:COMMAND."
 
 
@@ -125,6 +132,7 @@ def ask(
     seed: int = typer.Option(None, help="Random seed."),
     corpus: Path = typer.Option(None, help="JSONL corpus for WikiSearch and QA (default: the shipped one)."),
     mt_model: str = typer.Option(None, help="Translation model for MT (directory or hub id)."),
+    backend: str = typer.Option("auto", "--backend", help=BACKEND_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Answer with tool calls: `toolformer ask "What is 23 times 47?"`."""
@@ -141,11 +149,15 @@ def ask(
         seed=seed,
     )
     with err_console.status("loading model"):
-        tf = Toolformer.load(model, tools, **_tool_options(corpus, mt_model))
+        tf = Toolformer.load(model, tools, backend=backend, **_tool_options(corpus, mt_model))
     gen = tf.ask(question, config)
     if as_json:
         print(
-            json.dumps({"model": tf.name, **gen.to_dict(), "token_ids": None}, ensure_ascii=False, indent=2)
+            json.dumps(
+                {"model": tf.name, "backend": tf.backend, **gen.to_dict(), "token_ids": None},
+                ensure_ascii=False,
+                indent=2,
+            )
         )
         return
     console.print(_render_text(gen.text.strip()))
@@ -163,13 +175,14 @@ def chat(
     max_calls: int = typer.Option(2, help="Tool rounds per reply."),
     max_new_tokens: int = typer.Option(256, help="Tokens per reply."),
     system: str = typer.Option(None, help="System prompt."),
+    backend: str = typer.Option("auto", "--backend", help=BACKEND_HELP),
 ) -> None:
     """Chat in the terminal through the model's chat template; tools run as the model calls them."""
     from toolformer.runtime.decode import DecodeConfig
     from toolformer.runtime.engine import Toolformer
 
     with err_console.status("loading model"):
-        tf = Toolformer.load(model, tools)
+        tf = Toolformer.load(model, tools, backend=backend)
     config = DecodeConfig(max_new_tokens=max_new_tokens, max_calls=max_calls)
     messages: list[dict[str, Any]] = [{"role": "system", "content": system}] if system else []
     err_console.print(f"[dim]{tf.name} with {', '.join(tf.tools.names())}. Ctrl-D to quit.[/dim]")
@@ -631,6 +644,371 @@ def train_command(
     for note in report.mix.get("notes", []):
         err_console.print(f"[yellow]note:[/yellow] {note}", highlight=False)
     console.print(f'use it: toolformer ask --model {report.out} "What is 23 times 47?"', highlight=False)
+
+
+_chelp = functools.partial(field_help, CompressConfig)
+_cdefault = functools.partial(field_default, CompressConfig)
+
+
+@app.command("compress")
+@clean_errors
+def compress_command(
+    model: str = typer.Argument(_cdefault("model"), help=_chelp("model")),
+    method: str = typer.Option(..., "--method", help=_chelp("method")),
+    out: str = typer.Option(..., "--out", "-o", help=_chelp("out")),
+    keep_layers: int = typer.Option(None, help=_chelp("keep_layers")),
+    layers: str = typer.Option(None, help=_chelp("layers")),
+    layer_choice: str = typer.Option(_cdefault("layer_choice"), help=_chelp("layer_choice")),
+    sparsity: float = typer.Option(_cdefault("sparsity"), help=_chelp("sparsity")),
+    heal_data: str = typer.Option(None, help=_chelp("heal_data")),
+    heal_steps: int = typer.Option(_cdefault("heal_steps"), help=_chelp("heal_steps")),
+    heal_lr: float = typer.Option(_cdefault("heal_lr"), help=_chelp("heal_lr")),
+    heal_batch_size: int = typer.Option(_cdefault("heal_batch_size"), help=_chelp("heal_batch_size")),
+    heal_max_length: int = typer.Option(_cdefault("heal_max_length"), help=_chelp("heal_max_length")),
+    group_size: int = typer.Option(_cdefault("group_size"), help=_chelp("group_size")),
+    int8_skip: str = typer.Option(_cdefault("int8_skip"), help=_chelp("int8_skip")),
+    measure: bool = typer.Option(_cdefault("measure"), "--measure/--no-measure", help=_chelp("measure")),
+    ppl_limit: int = typer.Option(_cdefault("ppl_limit"), help=_chelp("ppl_limit")),
+    ppl_max_tokens: int = typer.Option(_cdefault("ppl_max_tokens"), help=_chelp("ppl_max_tokens")),
+    math_limit: int = typer.Option(_cdefault("math_limit"), help=_chelp("math_limit")),
+    math_datasets: str = typer.Option(_cdefault("math_datasets"), help=_chelp("math_datasets")),
+    shots: int = typer.Option(_cdefault("shots"), help=_chelp("shots")),
+    gen_tokens: int = typer.Option(_cdefault("gen_tokens"), help=_chelp("gen_tokens")),
+    overwrite: bool = typer.Option(False, "--overwrite", help=_chelp("overwrite")),
+    seed: int = typer.Option(_cdefault("seed"), help=_chelp("seed")),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress messages."),
+) -> None:
+    """Make a model smaller or faster and measure the cost: `toolformer compress MODEL --method int8 --out DIR`.
+
+    OUT loads like any model (`toolformer ask --model OUT`) and holds report.md / report.json / plot.png: weights
+    on disk, peak memory, tokens/s, perplexity and math accuracy with tools, for the source and the result.
+    """
+    from toolformer.compress import CompressConfig, compress
+    from toolformer.compress.report import CONSOLE_COLUMNS, HEADER, table_rows
+
+    config = CompressConfig(
+        model=model,
+        method=method,
+        out=out,
+        keep_layers=keep_layers,
+        layers=layers,
+        layer_choice=layer_choice,
+        sparsity=sparsity,
+        heal_data=heal_data,
+        heal_steps=heal_steps,
+        heal_lr=heal_lr,
+        heal_batch_size=heal_batch_size,
+        heal_max_length=heal_max_length,
+        group_size=group_size,
+        int8_skip=int8_skip,
+        measure=measure,
+        ppl_limit=ppl_limit,
+        ppl_max_tokens=ppl_max_tokens,
+        math_limit=math_limit,
+        math_datasets=math_datasets,
+        shots=shots,
+        gen_tokens=gen_tokens,
+        overwrite=overwrite,
+        seed=seed,
+    )
+    config.check()  # bad options fail before the model loads
+
+    def progress(message: str) -> None:
+        if not quiet:
+            err_console.print(f"[dim]{message}[/dim]", highlight=False)
+
+    result = compress(config, progress=progress)
+    table = Table(title=f"{result.recipe['name']}: {config.model} → {result.out}")
+    shown = [HEADER.index(c) for c in CONSOLE_COLUMNS]  # the terminal's width: report.md has every column
+    for i in shown:
+        table.add_column(HEADER[i], justify="left" if i == 0 else "right")
+    for row in table_rows(result.variants):
+        table.add_row(*(row[i] for i in shown))
+    console.print(table)
+    console.print(f"report: {', '.join(str(p) for p in result.report.values())}", highlight=False)
+    console.print(f'use it: toolformer ask --model {result.out} "What is 23 times 47?"', highlight=False)
+
+
+@app.command("export")
+@clean_errors
+def export_command(
+    model: str = typer.Argument(..., help=MODEL_HELP + " Or a LoRA adapter folder (merged into its base)."),
+    format: str = typer.Option(..., "--format", "-f", help="hf (merged safetensors folder), gguf or onnx."),
+    out: str = typer.Option(..., "--out", "-o", help="Folder to write (gguf: a .gguf file or a folder)."),
+    quant: str = typer.Option(
+        "f16",
+        help="GGUF types, comma-separated: f32, f16, bf16, q8_0, or a llama.cpp type (q4_k_m, q4_0, q5_k_m, q6_k, …).",
+    ),
+    dtype: str = typer.Option(None, help="hf: save in float16 / bfloat16 instead of the stored dtype."),
+    verify: bool = typer.Option(
+        True,
+        "--verify/--no-verify",
+        help="Load the export in its runtime and compare logits with the source.",
+    ),
+    threads: int = typer.Option(None, help="CPU threads for llama.cpp / onnxruntime (default: theirs)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the results as JSON."),
+) -> None:
+    """Export for deployment: `toolformer export MODEL --format gguf --quant f16,q8_0 --out dist/`.
+
+    Checks each export in its own runtime (transformers, llama.cpp, onnxruntime) on a fixed text with a tool call:
+    the largest logit difference from the source model and how often both choose the same next token.
+    """
+    from toolformer.errors import ConfigError
+    from toolformer.export import export
+    from toolformer.export.hf import load_merged
+
+    quants = (
+        [q.strip() for q in quant.split(",") if q.strip()] if format.strip().lower() == "gguf" else ["f16"]
+    )
+    if len(quants) > 1 and out.lower().endswith(".gguf"):
+        raise ConfigError(
+            f"out={out!r} names one file but --quant asks for {len(quants)} types: give a folder"
+        )
+    with err_console.status(f"loading {model}"):
+        source = load_merged(model, dtype=dtype if format.strip().lower() == "hf" else None)
+    results = []
+    for q in quants:
+        with err_console.status(f"exporting {format} {q if format == 'gguf' else ''}".strip()):
+            results.append(export(source, format, out, quant=q, dtype=dtype, verify=verify, threads=threads))
+    if as_json:
+        print(json.dumps([r.to_dict() for r in results], ensure_ascii=False, indent=2))
+        return
+    table = Table(title=f"Exported {model}")
+    for col in ("format", "path", "MB", "runtime", "max |Δlogit|", "same top-1", "same tokens"):
+        table.add_column(col, overflow="fold")
+    for r in results:
+        p = r.parity
+        kind = r.format + (f" {r.detail['quant']}" if "quant" in r.detail else "")
+        table.add_row(
+            kind,
+            str(r.path),
+            f"{r.bytes / 1e6:.1f}",
+            p.runtime if p else "-",
+            f"{p.max_abs_diff:.4g}" if p else "-",
+            f"{p.top1_agreement:.0%}" if p else "-",
+            "-" if p is None or p.tokens_match is None else ("yes" if p.tokens_match else "NO"),
+        )
+    console.print(table)
+    for r in results:
+        if r.format == "gguf":
+            console.print(f'use it: toolformer ask --model {r.path} "What is 23 times 47?"', highlight=False)
+            break
+
+
+_dhelp = functools.partial(field_help, AdaptConfig)
+_ddefault = functools.partial(field_default, AdaptConfig)
+
+
+@app.command("adapt")
+@clean_errors
+def adapt_command(
+    train: str = typer.Argument(..., help=_dhelp("train")),
+    task: str = typer.Option(..., "--task", help=_dhelp("task")),
+    out: str = typer.Option(..., "--out", "-o", help=_dhelp("out")),
+    model: str = typer.Option(_ddefault("model"), "--model", "-m", help=_dhelp("model")),
+    dev: str = typer.Option(None, help=_dhelp("dev")),
+    test: str = typer.Option(None, help=_dhelp("test")),
+    format: str = typer.Option(_ddefault("format"), "--format", help=_dhelp("format")),
+    text_field: str = typer.Option(_ddefault("text_field"), help=_dhelp("text_field")),
+    label_field: str = typer.Option(_ddefault("label_field"), help=_dhelp("label_field")),
+    tokens_field: str = typer.Option(_ddefault("tokens_field"), help=_dhelp("tokens_field")),
+    tags_field: str = typer.Option(_ddefault("tags_field"), help=_dhelp("tags_field")),
+    question_field: str = typer.Option(_ddefault("question_field"), help=_dhelp("question_field")),
+    context_field: str = typer.Option(_ddefault("context_field"), help=_dhelp("context_field")),
+    answers_field: str = typer.Option(_ddefault("answers_field"), help=_dhelp("answers_field")),
+    source_field: str = typer.Option(_ddefault("source_field"), help=_dhelp("source_field")),
+    target_field: str = typer.Option(_ddefault("target_field"), help=_dhelp("target_field")),
+    id_field: str = typer.Option(_ddefault("id_field"), help=_dhelp("id_field")),
+    prompt_template: str = typer.Option(_ddefault("prompt_template"), help=_dhelp("prompt_template")),
+    dev_fraction: float = typer.Option(_ddefault("dev_fraction"), help=_dhelp("dev_fraction")),
+    limit: int = typer.Option(None, help=_dhelp("limit")),
+    max_dev_rows: int = typer.Option(_ddefault("max_dev_rows"), help=_dhelp("max_dev_rows")),
+    lora: bool = typer.Option(_ddefault("lora"), "--lora/--full", help=_dhelp("lora")),
+    lora_r: int = typer.Option(_ddefault("lora_r"), help=_dhelp("lora_r")),
+    lora_alpha: int = typer.Option(_ddefault("lora_alpha"), help=_dhelp("lora_alpha")),
+    lora_dropout: float = typer.Option(_ddefault("lora_dropout"), help=_dhelp("lora_dropout")),
+    lora_target_modules: str = typer.Option(
+        _ddefault("lora_target_modules"), help=_dhelp("lora_target_modules")
+    ),
+    merge: bool = typer.Option(_ddefault("merge"), "--merge/--no-merge", help=_dhelp("merge")),
+    lr: float = typer.Option(None, "--lr", help=_dhelp("learning_rate")),
+    epochs: float = typer.Option(_ddefault("epochs"), help=_dhelp("epochs")),
+    max_steps: int = typer.Option(None, help=_dhelp("max_steps")),
+    batch_size: int = typer.Option(_ddefault("batch_size"), help=_dhelp("batch_size")),
+    grad_accum: int = typer.Option(_ddefault("grad_accum"), help=_dhelp("grad_accum")),
+    max_length: int = typer.Option(_ddefault("max_length"), help=_dhelp("max_length")),
+    warmup_ratio: float = typer.Option(_ddefault("warmup_ratio"), help=_dhelp("warmup_ratio")),
+    weight_decay: float = typer.Option(_ddefault("weight_decay"), help=_dhelp("weight_decay")),
+    dropout: float = typer.Option(_ddefault("dropout"), help=_dhelp("dropout")),
+    eval_steps: int = typer.Option(_ddefault("eval_steps"), help=_dhelp("eval_steps")),
+    patience: int = typer.Option(_ddefault("patience"), help=_dhelp("patience")),
+    metric: str = typer.Option(None, help=_dhelp("metric")),
+    max_new_tokens: int = typer.Option(_ddefault("max_new_tokens"), help=_dhelp("max_new_tokens")),
+    max_answer_tokens: int = typer.Option(_ddefault("max_answer_tokens"), help=_dhelp("max_answer_tokens")),
+    doc_stride: int = typer.Option(_ddefault("doc_stride"), help=_dhelp("doc_stride")),
+    seed: int = typer.Option(_ddefault("seed"), help=_dhelp("seed")),
+    bf16: bool = typer.Option(None, "--bf16/--no-bf16", help=_dhelp("bf16")),
+    device: str = typer.Option(_ddefault("device"), help=_dhelp("device")),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+) -> None:
+    """Adapt a model to a labelled task: `toolformer adapt train.jsonl --task classification --out DIR`.
+
+    Tasks: classification, ner, qa (extractive), seq2seq. LoRA adapters plus a trained task head by default
+    (--full for every weight); early stopping on the dev metric. OUT becomes a Hugging Face model folder with
+    adapt_report.md / adapt_report.json and predictions.jsonl.
+    """
+    from toolformer.adapt import AdaptConfig, adapt
+
+    config = AdaptConfig(
+        train=train, task=task, out=out, model=model, dev=dev, test=test, format=format,
+        text_field=text_field, label_field=label_field, tokens_field=tokens_field, tags_field=tags_field,
+        question_field=question_field, context_field=context_field, answers_field=answers_field,
+        source_field=source_field, target_field=target_field, id_field=id_field, prompt_template=prompt_template,
+        dev_fraction=dev_fraction, limit=limit, max_dev_rows=max_dev_rows, lora=lora, lora_r=lora_r,
+        lora_alpha=lora_alpha, lora_dropout=lora_dropout, lora_target_modules=lora_target_modules, merge=merge,
+        learning_rate=lr, epochs=epochs, max_steps=max_steps, batch_size=batch_size, grad_accum=grad_accum,
+        max_length=max_length, warmup_ratio=warmup_ratio, weight_decay=weight_decay, dropout=dropout,
+        eval_steps=eval_steps, patience=patience, metric=metric, max_new_tokens=max_new_tokens,
+        max_answer_tokens=max_answer_tokens, doc_stride=doc_stride, seed=seed, bf16=bf16, device=device,
+    )  # fmt: skip
+    report = adapt(config, progress=not quiet)
+    if as_json:
+        print(json.dumps(report.to_dict(), ensure_ascii=False, indent=2))
+        return
+    table = Table(title=f"{report.task}: {report.base_model} → {report.out} ({report.mode})")
+    for col in ("metric", "dev before", "dev best", "test"):
+        table.add_column(col, justify="left" if col == "metric" else "right")
+    for name, before, best, test_value in report.metric_rows():
+        table.add_row(name + (" *" if name == report.metric else ""), before, best, test_value)
+    console.print(table)
+    console.print(
+        f"{report.steps} steps{' (stopped early)' if report.stopped_early else ''}, best at step {report.best_step}; "
+        f"{report.data['train']['examples']} train / {report.data['dev']['examples']} dev rows; "
+        f"report: {Path(report.out) / 'adapt_report.md'}",
+        highlight=False,
+    )
+
+
+@app.command("augment")
+@clean_errors
+def augment_command(
+    file: str = typer.Argument(..., help="Data file: JSONL, JSON, CSV/TSV."),
+    out: str = typer.Option(..., "--out", "-o", help="Output file: JSONL, or CSV/TSV by extension."),
+    methods: str = typer.Option(
+        "synonym,delete,swap", help="Comma-separated: synonym, delete, swap, backtranslate."
+    ),
+    n: int = typer.Option(1, "--n", help="New rows per method per input row."),
+    text_field: str = typer.Option(
+        "text", help="Field(s) to rewrite, comma-separated; all other fields are kept."
+    ),
+    alpha: float = typer.Option(0.1, help="Share of the words changed (EDA's α; at least one word)."),
+    seed: int = typer.Option(0, help="Random seed."),
+    format: str = typer.Option("auto", "--format", help="Input format: auto, jsonl, json, csv, tsv."),
+    id_field: str = typer.Option("id", help="Id field: new rows get <id>-<method>-<k>."),
+    keep_original: bool = typer.Option(
+        True, "--keep-original/--only-new", help="Write the original rows too (default) or only the new ones."
+    ),
+    pivots: str = typer.Option(
+        "fra_Latn,deu_Latn,spa_Latn",
+        help="Back-translation pivot languages (NLLB codes); copy k uses the k-th.",
+    ),
+    wordnet: str = typer.Option(
+        None, help="WordNet dict folder (default: $TOOLFORMER_WORDNET, nltk data, …)."
+    ),
+    mt_model: str = typer.Option(None, help="Translation model for back-translation (directory or hub id)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+) -> None:
+    """Make more training rows: `toolformer augment train.jsonl --methods synonym,delete,swap --n 2 --out aug.jsonl`.
+
+    Labels and every other field are kept; only the text field(s) change. Writes OUT and OUT.report.json.
+    """
+    from toolformer.augment import augment_file
+
+    with err_console.status("augmenting"):
+        report = augment_file(
+            file, out, methods, text_fields=text_field, n=n, alpha=alpha, seed=seed, fmt=format,
+            id_field=id_field, keep_original=keep_original, pivots=pivots, wordnet=wordnet, mt_model=mt_model,
+        )  # fmt: skip
+    if as_json:
+        print(json.dumps(report.to_dict(), ensure_ascii=False, indent=2))
+        return
+    table = Table(title=f"{report.rows_in} rows in → {report.rows_out} rows out ({report.out})")
+    for col in ("method", "rows", "new", "unchanged", "failed", "first error"):
+        table.add_column(
+            col, justify="left" if col in ("method", "first error") else "right", overflow="fold"
+        )
+    for name, st in report.per_method.items():
+        table.add_row(
+            name, str(st.rows_in), str(st.made), str(st.unchanged), str(st.failed), st.first_error or "",
+            style="red" if st.failed else None,
+        )  # fmt: skip
+    console.print(table)
+    if report.skipped_rows:
+        err_console.print(
+            f"[yellow]{report.skipped_rows} rows have no text in {','.join(report.text_fields)}[/yellow]"
+        )
+    console.print(f"report: {report.out}.report.json", highlight=False)
+
+
+_shelp = functools.partial(field_help, ServeConfig)
+_sdefault = functools.partial(field_default, ServeConfig)
+
+
+@app.command()
+@clean_errors
+def serve(
+    model: str = typer.Option(None, "--model", "-m", help=MODEL_HELP),
+    host: str = typer.Option("127.0.0.1", help="Address to listen on (0.0.0.0 for every interface)."),
+    port: int = typer.Option(8000, help="Port to listen on."),
+    api_key: list[str] = typer.Option(None, "--api-key", envvar=API_KEY_ENV, help=_shelp("api_keys")),
+    tools: str = typer.Option(None, "--tools", "-t", help=TOOLS_HELP),
+    backend: str = typer.Option("auto", "--backend", help=BACKEND_HELP),
+    max_batch: int = typer.Option(_sdefault("max_batch"), help=_shelp("max_batch")),
+    max_calls: int = typer.Option(_sdefault("max_calls"), help=_shelp("max_calls")),
+    max_tokens_cap: int = typer.Option(_sdefault("max_tokens_cap"), help=_shelp("max_tokens_cap")),
+    max_concurrency: int = typer.Option(
+        _sdefault("max_concurrency_per_key"), help=_shelp("max_concurrency_per_key")
+    ),
+    max_request_bytes: int = typer.Option(_sdefault("max_request_bytes"), help=_shelp("max_request_bytes")),
+    request_timeout: float = typer.Option(_sdefault("request_timeout"), help=_shelp("request_timeout")),
+    examples: str = typer.Option(_sdefault("examples"), help=_shelp("examples")),
+    corpus: Path = typer.Option(None, help="JSONL corpus for WikiSearch and QA (default: the shipped one)."),
+    mt_model: str = typer.Option(None, help="Translation model for MT (directory or hub id)."),
+    log_level: str = typer.Option("info", help="Server log level: debug, info, warning, error."),
+) -> None:
+    """Serve the model over an OpenAI-compatible API, tools running inside the server: `toolformer serve`.
+
+    Then point any OpenAI client at http://HOST:PORT/v1, or open http://HOST:PORT/ for the playground.
+    """
+    config = ServeConfig(
+        api_keys=list(api_key or []),
+        max_request_bytes=max_request_bytes,
+        max_tokens_cap=max_tokens_cap,
+        default_max_tokens=min(_sdefault("default_max_tokens"), max_tokens_cap),
+        max_concurrency_per_key=max_concurrency,
+        request_timeout=request_timeout,
+        max_calls=max_calls,
+        max_calls_cap=max(max_calls, _sdefault("max_calls_cap")),
+        max_batch=max_batch,
+        examples=examples,
+    )
+    import uvicorn
+
+    from toolformer.serve.app import create_app
+    from toolformer.serve.backend import load_backend
+
+    with err_console.status("loading model"):
+        be = load_backend(
+            model, tools, backend=backend, max_batch=max_batch, **_tool_options(corpus, mt_model)
+        )
+    err_console.print(
+        f"[dim]{be.name} ({be.kind}) with {', '.join(be.tools.names()) or 'no tools'}; "
+        f"API at http://{host}:{port}/v1, playground at http://{host}:{port}/"
+        f"{'; API key required' if config.api_keys else ''}[/dim]",
+        highlight=False,
+    )
+    uvicorn.run(create_app(be, config), host=host, port=port, log_level=log_level.lower())
 
 
 @app.command()

@@ -52,6 +52,7 @@ _DTYPES = {
     "bfloat16": "bfloat16",
     "bf16": "bfloat16",
 }
+_INT8_WEIGHTS = "model.int8.safetensors"  # written by toolformer.compress.quantize.save_int8
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 
 
@@ -412,9 +413,23 @@ def _prepare_tokenizer(tokenizer: PreTrainedTokenizerBase) -> PreTrainedTokenize
     return tokenizer
 
 
+def _quiet_torchao() -> None:
+    """Mute what importing torchao prints on a CPU build: transformers imports it whenever it is installed."""
+    # Its CUDA-only extensions fail to load ("Failed to load ..._C_mxfp8...") and it registers enums the way
+    # torch now deprecates; both are harmless here. A level the user set is kept.
+    for name in ("torchao", "torch.utils._pytree"):
+        if logging.getLogger(name).level == logging.NOTSET:
+            logging.getLogger(name).setLevel(logging.ERROR)
+
+
 def _load_dir(path: str, dtype: Any, local_only: bool) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    if (Path(path) / _INT8_WEIGHTS).is_file():
+        # A `toolformer compress --method int8` folder: int8 layers that from_pretrained cannot read (CPU only).
+        from toolformer.compress.quantize import load_int8
+
+        return load_int8(path), AutoTokenizer.from_pretrained(path, local_files_only=True)
     model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, local_files_only=local_only)
     tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=local_only)
     return model, tokenizer
@@ -431,6 +446,7 @@ def load_model(
     local Hugging Face model directory, or a Hub id. `dtype` None keeps the stored dtype (float32 for GGUF
     conversions); otherwise 'float32', 'float16', 'bfloat16', 'auto' or a torch.dtype.
     """
+    _quiet_torchao()
     torch_dtype = _torch_dtype(dtype)
     _check_device(device)
     source = _resolve(name_or_path)

@@ -3,13 +3,15 @@
 One forward pass per step over the whole batch. Each row feeds its own chunk of tokens per step (one sampled token,
 or the tool result plus "]" it is forced to read); chunks are left-padded within the step and the pads are masked
 out, so rows never wait on each other and the prompt is never re-encoded. A row whose tool is still running feeds
-nothing until the tool returns, while the other rows keep decoding.
+nothing until the tool returns, while the other rows keep decoding. Prompts of a batch that open with the same
+tokens (a few-shot or system prompt) encode that prefix once, and every row starts from a copy of its cache.
 """
 
 from __future__ import annotations
 
 import concurrent.futures as cf
 import inspect
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -195,6 +197,27 @@ def _arrow_end(text: str, span: CallSpan) -> tuple[int, int | None]:
     return close, None
 
 
+MIN_SHARED_PREFIX = 16  # tokens: a shorter common prefix is not worth its own forward pass
+
+
+def _can_share_prefix(model: Any, rows: int) -> bool:
+    """Whether a batch may encode its common prompt prefix once: several rows, and a transformers model (its
+    DynamicCache can repeat rows; stand-in models in tests keep the plain path)."""
+    transformers = sys.modules.get("transformers")
+    return rows > 1 and transformers is not None and isinstance(model, transformers.PreTrainedModel)
+
+
+def _shared_prefix_len(queues: list[list[int]]) -> int:
+    """Tokens every prompt starts with, keeping at least one token per row to feed for its first logits; 0 when
+    that is under MIN_SHARED_PREFIX."""
+    first = queues[0]
+    limit = min(len(q) for q in queues) - 1
+    k = 0
+    while k < limit and all(q[k] == first[k] for q in queues):
+        k += 1
+    return k if k >= MIN_SHARED_PREFIX else 0
+
+
 def generate(
     model: Any,
     tokenizer: Any,
@@ -354,6 +377,26 @@ def generate(
 
     try:
         with torch.inference_mode():
+            shared = _shared_prefix_len([r.queue for r in rows]) if _can_share_prefix(model, len(rows)) else 0
+            if shared:
+                # Rows that open alike (a few-shot or system prompt) encode that prefix once, then copy its cache:
+                # a batch of B prompts costs one prefix plus B suffixes instead of B whole prompts.
+                ids = torch.tensor([rows[0].queue[:shared]], dtype=torch.long, device=device)
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.autocast_bf16):
+                    out = model(
+                        input_ids=ids,
+                        attention_mask=torch.ones_like(ids),
+                        position_ids=torch.arange(shared, device=device)[None],
+                        use_cache=True,
+                        logits_to_keep=1,
+                        **{cache_kw: None},
+                    )
+                cache = getattr(out, "cache", None) or getattr(out, "past_key_values", None)
+                cache.batch_repeat_interleave(len(rows))
+                mask = torch.ones((len(rows), shared), dtype=torch.long, device=device)
+                for row in rows:
+                    row.queue = row.queue[shared:]
+                    row.pos = shared
             while active:
                 # Tool results that are ready become the next chunk of their row.
                 for i in active:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from toolformer.calls import Call
+from toolformer.errors import ConfigError
 from toolformer.runtime.decode import CallTrace, DecodeConfig, Event, Generation, generate
 from toolformer.runtime.prompts import STOP, build_prompt
 from toolformer.tools import ToolRegistry, load_tools
@@ -50,14 +52,33 @@ class Toolformer:
         model: str | None = None,
         tools: str | Sequence[str] | None = None,
         device: str = "cpu",
+        backend: str = "auto",
+        n_ctx: int | None = None,
+        n_threads: int | None = None,
         **tool_options: Any,
     ) -> Toolformer:
-        """Load a model by alias, path or hub id (default: the embedded SmolLM2-135M-Instruct) with its tools."""
+        """Load a model by alias, path or hub id (default: the embedded SmolLM2-135M-Instruct) with its tools.
+
+        `backend`: 'transformers', 'llamacpp' (a .gguf file or a built-in alias, run by llama-cpp-python) or
+        'auto' (llama.cpp for a .gguf path when llama-cpp-python is installed, else transformers). `n_ctx` and
+        `n_threads` apply to llama.cpp only.
+        """
         from toolformer.models import DEFAULT_MODEL, load_model
+        from toolformer.runtime.llamacpp import DEFAULT_CTX, choose_backend, load_llamacpp
 
         name = model or DEFAULT_MODEL
+        if choose_backend(name, backend) == "llamacpp":
+            if device != "cpu":
+                raise ConfigError(f"device={device!r}: the llama.cpp backend runs on the CPU")
+            lm = load_llamacpp(name, n_ctx=n_ctx or DEFAULT_CTX, n_threads=n_threads)
+            return cls(lm, lm.tokenizer, load_tools(tools, **tool_options), name=name)
         lm, tok = load_model(name, device=device)
         return cls(lm, tok, load_tools(tools, **tool_options), name=name)
+
+    @property
+    def backend(self) -> str:
+        """'llamacpp' for a llama.cpp model, else 'transformers'."""
+        return getattr(self.model, "backend", "transformers")
 
     def generate(
         self,
@@ -67,6 +88,10 @@ class Toolformer:
     ) -> list[Generation]:
         """Continue each prompt, running tool calls inline (see `toolformer.runtime.decode.generate`)."""
         batch = [prompts] if isinstance(prompts, str) else list(prompts)
+        if self.backend == "llamacpp":
+            from toolformer.runtime import llamacpp
+
+            return llamacpp.generate(self.model, batch, self.tools, config, on_event)
         return generate(self.model, self.tokenizer, batch, self.tools, config, on_event)
 
     def ask(
@@ -116,8 +141,8 @@ class Toolformer:
                     content, traces, [], convo, gen.finish_reason, prompt_tokens, completion_tokens
                 )
             calls = [
-                c if c.id else Call(c.name, c.args, c.result, c.arguments, f"call_{len(traces)}_{i}")
-                for i, c in enumerate(calls)
+                c if c.id else Call(c.name, c.args, c.result, c.arguments, f"call_{uuid.uuid4().hex[:24]}")
+                for c in calls
             ]
             convo.append(
                 {"role": "assistant", "content": content, "tool_calls": [c.to_openai() for c in calls]}
@@ -129,6 +154,8 @@ class Toolformer:
             for c in calls:
                 out = self.tools.run(c, config.tool_timeout)
                 traces.append(CallTrace(c.name, c.input, out.text, out.ok, out.seconds, -1, -1))
+                if on_event is not None:  # a streaming server shows JSON calls as they run, like inline ones
+                    on_event(Event("call", 0, trace=traces[-1]))
                 convo.append({"role": "tool", "tool_call_id": c.id, "name": c.name, "content": out.text})
         return ChatResult(content, traces, [], convo, "length", prompt_tokens, completion_tokens)
 

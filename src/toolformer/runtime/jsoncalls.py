@@ -92,11 +92,14 @@ def pending_json_call(text: str) -> bool:
         if q < len(text) and text[q] in "{[" and not any(s <= q < e for s, e in blocks):
             end = _bracket_end(text, q)
             if end is None:
-                return _may_be_call(text[q : q + 80])
-            if fenced and re.fullmatch(r"\s*`{0,2}", text[end:]):
-                return True  # a fenced JSON value whose closing fence is still to come
-            closing = re.match(r"\s*```", text[end:]) if fenced else None
-            pos = end + (closing.end() if closing else 0)
+                if _may_be_call(text[q : q + 80]):
+                    return True
+                # An unclosed bracket that cannot be a call is text: a later line may still open one.
+            else:
+                if fenced and re.fullmatch(r"\s*`{0,2}", text[end:]):
+                    return True  # a fenced JSON value whose closing fence is still to come
+                closing = re.match(r"\s*```", text[end:]) if fenced else None
+                pos = end + (closing.end() if closing else 0)
         nl = text.find("\n", pos)
         if nl == -1:
             return False

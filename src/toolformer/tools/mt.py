@@ -122,16 +122,23 @@ class Translator:
 
     def translate(self, text: str) -> str:
         """Translate `text` into English. English input comes back unchanged without loading the model."""
+        return self.translate_to(text, TARGET_LANG)
+
+    def translate_to(self, text: str, target: str, source: str | None = None) -> str:
+        """Translate `text` into the NLLB language `target` (e.g. "fra_Latn"); back-translation uses both legs.
+
+        `source` (an NLLB code) defaults to the detected language; text already in `target` comes back unchanged.
+        """
         text = " ".join(str(text).split())
         if not text:
             raise ToolError("text is empty")
-        src = detect_language(text)
-        if src == TARGET_LANG:
+        src = source or detect_language(text)
+        if src == target:
             return text
-        ids = self._generate(text, src)
+        ids = self._generate(text, src, target)
         return self._tokenizer.decode(ids, skip_special_tokens=True).strip()
 
-    def _generate(self, text: str, src_lang: str) -> list[int]:
+    def _generate(self, text: str, src_lang: str, tgt_lang: str = TARGET_LANG) -> list[int]:
         import torch
 
         with self._lock:  # one generation at a time: the tokenizer's src_lang is shared state
@@ -142,9 +149,9 @@ class Translator:
             batch = tokenizer(text, return_tensors="pt", truncation=True, max_length=MAX_INPUT_TOKENS)
             batch = {k: v.to(model.device) for k, v in batch.items()}
             kwargs: dict[str, Any] = {"max_new_tokens": self.max_new_tokens, "num_beams": self.num_beams}
-            eng = _token_id(tokenizer, TARGET_LANG)
-            if eng is not None:
-                kwargs["forced_bos_token_id"] = eng
+            forced = _token_id(tokenizer, tgt_lang)
+            if forced is not None:
+                kwargs["forced_bos_token_id"] = forced
             with torch.inference_mode():
                 out = model.generate(**batch, **kwargs)
             return out[0].tolist()

@@ -1,0 +1,476 @@
+"""Tool-executing decoding on llama.cpp (llama-cpp-python): `runtime.decode.generate`'s calls and results, on a GGUF.
+
+The model is evaluated with llama-cpp-python's low-level `Llama.eval`, and the next token is chosen from the last
+position's logits here, with the same rules as the transformers backend (greedy/top-p sampling, `disabled` and
+`max_calls` masking every token that contains "[", the `trigger_top_k` rule, `force_arrow`, stop strings). When a
+call's `)` or `→` is written the tool runs, and its result plus "]" is evaluated on the same KV cache as one chunk:
+the prefix is never re-encoded. Prompts run one after another on one llama.cpp context; a prompt that shares a
+prefix with the one before (a few-shot prompt) reuses that part of the cache.
+
+Differences from the transformers backend, by design: the tokenizer is llama.cpp's (read from the GGUF, so
+`toolformer ask --model x.gguf` never imports torch); the end of generation is llama.cpp's `is_eog` set; sampling
+draws from numpy's generator, so a seeded sample differs from torch's; text past the context size ends the row
+with finish_reason "length".
+"""
+
+from __future__ import annotations
+
+import ctypes
+import importlib.util
+import logging
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from toolformer.calls import Call, CallSpan, find_calls, sanitize_result
+from toolformer.errors import ConfigError, ModelNotFoundError, require
+from toolformer.runtime.decode import CallTrace, DecodeConfig, Event, Generation, _arrow_end
+from toolformer.tools import ToolRegistry
+
+logger = logging.getLogger(__name__)
+
+BACKENDS = ("auto", "transformers", "llamacpp")
+DEFAULT_CTX = 4096
+
+
+def llamacpp_available() -> bool:
+    """Whether llama-cpp-python can be imported (without importing it)."""
+    return importlib.util.find_spec("llama_cpp") is not None
+
+
+class LlamaCppTokenizer:
+    """The GGUF's own tokenizer behind the few methods the runtime uses from a transformers tokenizer.
+
+    Token pieces are read once at load (a few thousand ctypes calls per 10k tokens), so `decode` is a join.
+    """
+
+    def __init__(self, llm: Any, chat_template: str | None = None) -> None:
+        import llama_cpp
+
+        self._llm = llm
+        vocab = llama_cpp.llama_model_get_vocab(llm.model)
+        self._vocab = vocab
+        self.vocab_size = int(llama_cpp.llama_vocab_n_tokens(vocab))
+        self.pieces = [self._piece(i, special=False) for i in range(self.vocab_size)]
+        self.eog_ids = {i for i in range(self.vocab_size) if llama_cpp.llama_vocab_is_eog(vocab, i)}
+        eos = int(llama_cpp.llama_vocab_eos(vocab))
+        bos = int(llama_cpp.llama_vocab_bos(vocab))
+        self.eos_token_id = eos if eos >= 0 else None
+        self.bos_token_id = bos if bos >= 0 else None
+        pad = int(llama_cpp.llama_vocab_pad(vocab))
+        self.pad_token_id = pad if pad >= 0 else self.eos_token_id
+        self.chat_template = chat_template
+        self.eos_token = (
+            self.convert_ids_to_tokens(self.eos_token_id) if self.eos_token_id is not None else None
+        )
+        self.bos_token = (
+            self.convert_ids_to_tokens(self.bos_token_id) if self.bos_token_id is not None else None
+        )
+
+    def _piece(self, token: int, special: bool) -> bytes:
+        import llama_cpp
+
+        size = 64
+        while True:
+            buf = ctypes.create_string_buffer(size)
+            n = llama_cpp.llama_token_to_piece(self._vocab, token, buf, size, 0, special)
+            if n >= 0:
+                return buf.raw[:n]
+            size = -n
+
+    def __len__(self) -> int:
+        return self.vocab_size
+
+    def encode(self, text: str, add_special_tokens: bool = False) -> list[int]:
+        """Token ids of `text`; special-token text such as `<|im_start|>` becomes its one id, as in transformers."""
+        if not text:
+            return []
+        return list(self._llm.tokenize(text.encode("utf-8"), add_bos=add_special_tokens, special=True))
+
+    def decode(self, ids: Sequence[int], skip_special_tokens: bool = True) -> str:
+        if skip_special_tokens:
+            data = b"".join(self.pieces[i] for i in ids)
+        else:
+            data = b"".join(self._piece(int(i), special=True) for i in ids)
+        return data.decode("utf-8", errors="replace")
+
+    def convert_ids_to_tokens(self, token: int) -> str:
+        return self._piece(int(token), special=True).decode("utf-8", errors="replace")
+
+    def apply_chat_template(
+        self,
+        messages: list[dict[str, Any]],
+        tools: list[dict[str, Any]] | None = None,
+        tokenize: bool = False,
+        add_generation_prompt: bool = True,
+    ) -> str:
+        """Render `messages` with the GGUF's chat template (Jinja2 in a sandbox, as transformers renders it)."""
+        if not self.chat_template:
+            raise ConfigError("this GGUF has no tokenizer.chat_template")
+        from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+        env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+
+        def raise_exception(message: str) -> None:
+            raise ConfigError(f"chat template: {message}")
+
+        env.globals["raise_exception"] = raise_exception
+        text = env.from_string(self.chat_template).render(
+            messages=messages,
+            tools=tools,
+            add_generation_prompt=add_generation_prompt,
+            bos_token=self.bos_token or "",
+            eos_token=self.eos_token or "",
+        )
+        return self.encode(text) if tokenize else text
+
+
+class LlamaCppModel:
+    """A GGUF model loaded in llama.cpp: one context, evaluated token chunk by token chunk, logits of the last.
+
+    `n_threads` (decoding and prompt evaluation) defaults to $OMP_NUM_THREADS when set, else llama.cpp's own
+    defaults; `f32_kv` keeps the KV cache in float32 (llama.cpp's default is f16) for exact comparisons.
+    """
+
+    backend = "llamacpp"  # what `Toolformer` dispatches on, without importing this module
+
+    def __init__(
+        self,
+        path: str | Path,
+        n_ctx: int = DEFAULT_CTX,
+        n_threads: int | None = None,
+        f32_kv: bool = False,
+        verbose: bool = False,
+    ) -> None:
+        require("llama_cpp", "llamacpp")
+        import llama_cpp
+
+        path = Path(path)
+        if not path.is_file():
+            raise ModelNotFoundError(f"model={str(path)!r}: no such GGUF file")
+        if n_threads is None and os.environ.get("OMP_NUM_THREADS", "").strip().isdigit():
+            # The thread budget torch honours: llama.cpp's own default batch threads (every core) crawl when
+            # another job holds a core, since its threads wait for each other at every layer.
+            n_threads = int(os.environ["OMP_NUM_THREADS"]) or None
+        kwargs: dict[str, Any] = {}
+        if f32_kv:  # exact comparisons with a float32 model: the default f16 cache rounds keys and values
+            kwargs["type_k"] = kwargs["type_v"] = llama_cpp.GGML_TYPE_F32
+        self.path = path
+        self.llm = llama_cpp.Llama(
+            model_path=str(path),
+            n_ctx=n_ctx,
+            n_threads=n_threads,
+            n_threads_batch=n_threads,
+            logits_all=False,
+            verbose=verbose,
+            **kwargs,
+        )
+        self.n_ctx = int(self.llm.n_ctx())
+        self.metadata = dict(self.llm.metadata)
+        self.name = str(path)
+        self.tokenizer = LlamaCppTokenizer(self.llm, self.metadata.get("tokenizer.chat_template"))
+        self.n_vocab = int(self.llm.n_vocab())
+        self._vocab: _Vocab | None = None
+
+    @property
+    def call_vocab(self) -> _Vocab:
+        """The '['-token sets of this model's vocabulary, built on first use."""
+        if self._vocab is None:
+            self._vocab = _Vocab(self.tokenizer)
+        return self._vocab
+
+    @property
+    def n_tokens(self) -> int:
+        """Tokens the KV cache holds (llama-cpp-python's own count, so its other calls stay in step)."""
+        return int(self.llm.n_tokens)
+
+    def start(self, prompt_ids: Sequence[int]) -> None:
+        """Evaluate a prompt, keeping the longest prefix it shares with what the cache holds."""
+        held = np.asarray(self.llm.input_ids[: self.llm.n_tokens])
+        ids = np.asarray(prompt_ids, dtype=held.dtype)
+        n = min(len(held), len(ids))
+        mismatch = np.flatnonzero(held[:n] != ids[:n])
+        keep = int(mismatch[0]) if mismatch.size else n
+        keep = min(keep, len(prompt_ids) - 1)  # the last prompt token is evaluated again for its logits
+        self.llm.n_tokens = keep  # Llama.eval drops the cache from here on
+        self.feed(prompt_ids[keep:])
+
+    def reset(self) -> None:
+        """Forget the cache: the next prompt is evaluated whole."""
+        self.llm.n_tokens = 0
+
+    def feed(self, ids: Sequence[int]) -> None:
+        """Append `ids` to the KV cache (one llama_decode per n_batch tokens)."""
+        if ids:
+            self.llm.eval(list(ids))
+
+    def logits(self) -> np.ndarray:
+        """A float32 copy of the logits after the last evaluated token."""
+        import llama_cpp
+
+        ptr = llama_cpp.llama_get_logits_ith(self.llm.ctx, -1)
+        return np.ctypeslib.as_array(ptr, shape=(self.n_vocab,)).copy()
+
+    def all_logits(self, ids: Sequence[int]) -> np.ndarray:
+        """Logits at every position of `ids` from a fresh cache, shape (len(ids), n_vocab); for parity checks."""
+        import llama_cpp
+
+        self.reset()
+        rows = []
+        for t in ids:  # one token per step: the default context keeps only the last position's logits
+            self.feed([t])
+            rows.append(
+                np.ctypeslib.as_array(
+                    llama_cpp.llama_get_logits_ith(self.llm.ctx, -1), shape=(self.n_vocab,)
+                ).copy()
+            )
+        return np.stack(rows)
+
+    def close(self) -> None:
+        self.llm.close()
+
+
+class _Vocab:
+    """Token-id sets: tokens whose text contains '[' (masked when calls are off) and tokens that start a call."""
+
+    def __init__(self, tokenizer: LlamaCppTokenizer) -> None:
+        has = [i for i, p in enumerate(tokenizer.pieces) if b"[" in p]
+        starts = [i for i in has if tokenizer.pieces[i].decode("utf-8", errors="replace").strip() == "["]
+        self.bracket = np.array(has, dtype=np.int64)
+        self.call_start = np.array(starts or has[:1], dtype=np.int64)
+
+
+@dataclass
+class _Row:
+    index: int
+    prompt: str
+    ids: list[int] = field(default_factory=list)
+    text: str = ""
+    offset: int = 0
+    calls: list[CallTrace] = field(default_factory=list)
+    new_tokens: int = 0
+    forced: int = 0
+    finish: str | None = None
+    emitted: int = 0
+    triggers: int = 0
+
+
+def resolve_gguf(spec: str) -> Path:
+    """The GGUF file behind a model spec: a `.gguf` path, or a built-in alias's file; ConfigError otherwise."""
+    from toolformer.models import _obtain_gguf, _resolve
+    from toolformer.paths import toolformer_home
+
+    source = _resolve(spec)
+    if source.kind == "gguf" and source.path is not None:
+        return source.path
+    if source.kind == "alias" and source.alias is not None:
+        if source.path is not None:
+            return source.path
+        # An alias assembled from chunk wheels is put together once, next to the converted caches.
+        target = toolformer_home() / "gguf" / source.alias.gguf_file
+        if not target.is_file():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            built = _obtain_gguf(source, target.parent)
+            if built != target:
+                os.replace(built, target)
+        return target
+    raise ConfigError(
+        f"model={spec!r} is a {source.kind} model; the llama.cpp backend runs GGUF files "
+        f"(make one with: toolformer export {spec} --format gguf --out model.gguf)"
+    )
+
+
+def choose_backend(spec: str, backend: str = "auto") -> str:
+    """'llamacpp' or 'transformers' for model `spec`: auto picks llama.cpp for a .gguf path when it is installed."""
+    backend = (backend or "auto").strip().lower()
+    if backend not in BACKENDS:
+        raise ConfigError(f"backend={backend!r} is not one of {', '.join(BACKENDS)}")
+    if backend != "auto":
+        return backend
+    is_gguf_file = str(spec).lower().endswith(".gguf") and Path(str(spec)).expanduser().is_file()
+    return "llamacpp" if is_gguf_file and llamacpp_available() else "transformers"
+
+
+def load_llamacpp(
+    spec: str, n_ctx: int = DEFAULT_CTX, n_threads: int | None = None, f32_kv: bool = False
+) -> LlamaCppModel:
+    """Load a `.gguf` path or built-in alias into llama.cpp."""
+    model = LlamaCppModel(resolve_gguf(spec), n_ctx=n_ctx, n_threads=n_threads, f32_kv=f32_kv)
+    model.name = str(spec)
+    return model
+
+
+def _choose(
+    logits: np.ndarray, row: _Row, config: DecodeConfig, vocab: _Vocab, rng: np.random.Generator
+) -> int:
+    """The next token for `row`: the same rules, in the same order, as the transformers backend."""
+    spans = find_calls(row.text[row.offset :]) if config.trigger_top_k else []
+    in_call = bool(spans) and not spans[-1].complete
+    if config.disabled or len(row.calls) >= config.max_calls:
+        logits[vocab.bracket] = -np.inf
+    elif config.trigger_top_k and not in_call and row.triggers < config.max_calls:
+        k = min(config.trigger_top_k, logits.shape[0])
+        top = np.argpartition(-logits, k - 1)[:k]
+        top = top[np.argsort(-logits[top], kind="stable")]
+        hits = top[np.isin(top, vocab.call_start)]
+        if hits.size:
+            row.triggers += 1
+            return int(hits[0])
+    if not config.do_sample:
+        return int(np.argmax(logits))
+    scaled = logits.astype(np.float64) / config.temperature
+    probs = np.exp(scaled - scaled.max())
+    probs /= probs.sum()
+    if config.top_p < 1.0:
+        order = np.argsort(-probs, kind="stable")
+        sorted_p = probs[order]
+        keep = np.cumsum(sorted_p) - sorted_p < config.top_p
+        probs = np.zeros_like(probs)
+        probs[order[keep]] = sorted_p[keep]
+        probs /= probs.sum()
+    return int(rng.choice(probs.shape[0], p=probs))
+
+
+def _generate_one(
+    model: LlamaCppModel,
+    row: _Row,
+    tools: ToolRegistry,
+    config: DecodeConfig,
+    vocab: _Vocab,
+    rng: np.random.Generator,
+    emit: Callable[[Event], None],
+) -> Generation:
+    tok = model.tokenizer
+    started = time.perf_counter()
+    pad_id = tok.pad_token_id if tok.pad_token_id is not None else 0
+    prompt_ids = tok.encode(row.prompt) or [pad_id]
+    arrow_ids = tok.encode(" →")
+
+    def flush_text(final: bool = False) -> None:
+        new = row.text[row.emitted :]
+        if new and (final or not new.endswith("\ufffd")):
+            row.emitted = len(row.text)
+            emit(Event("text", row.index, new))
+
+    def finish(reason: str) -> None:
+        row.finish = reason
+        flush_text(final=True)
+        emit(Event("done", row.index, finish_reason=reason))
+
+    def accept(token: int) -> tuple[list[int], tuple[Call, int] | None]:
+        """What to feed after sampling `token`, and the call to run now (with its start offset), if any."""
+        row.new_tokens += 1
+        if token in tok.eog_ids:
+            finish("stop")
+            return [], None
+        cand = tok.decode([*row.ids, token])
+        feed = [token]
+        call_start: int | None = None
+        calls_left = len(row.calls) < config.max_calls and not config.disabled
+        spans = find_calls(cand[row.offset :]) if calls_left else []
+        span = spans[-1] if spans else None
+        if span is not None and cand.startswith(row.text):
+            span = CallSpan(
+                span.start + row.offset, span.end + row.offset, span.call, span.complete, span.stage
+            )
+            if span.stage not in ("name", "args"):
+                close, arrow_end = _arrow_end(cand, span)
+                if arrow_end is not None and arrow_end > len(row.text):  # the arrow was just written
+                    if cand[arrow_end:].strip():  # the model wrote past the arrow: cut at the arrow
+                        feed = tok.encode(cand[len(row.text) : arrow_end])
+                    call_start = span.start
+                elif config.force_arrow and arrow_end is None and close > len(row.text):
+                    delta = cand[len(row.text) : close]
+                    piece = cand[len(row.text) :]
+                    feed = [token, *arrow_ids] if delta == piece else [*tok.encode(delta), *arrow_ids]
+                    call_start = span.start
+        if len(feed) > 1:
+            row.forced += len(feed) - 1
+        row.ids.extend(feed)
+        row.text = cand if feed == [token] else tok.decode(row.ids)
+        if call_start is not None:
+            call = find_calls(row.text[call_start:])[0].call
+            flush_text()
+            return feed, (Call(call.name, call.args), call_start)
+        for s in config.stop:
+            at = row.text.find(s, max(0, row.emitted - len(s)))
+            if s and at != -1:
+                row.text = row.text[:at]
+                finish("stop")
+                return [], None
+        flush_text()
+        if row.new_tokens >= config.max_new_tokens:
+            finish("length")
+            return [], None
+        return feed, None
+
+    def run_call(call: Call, call_start: int) -> list[int]:
+        out = tools.run(call, config.tool_timeout)
+        sep = "" if row.text.endswith(" ") else " "
+        forced = tok.encode(f"{sep}{sanitize_result(out.text)}]")
+        row.forced += len(forced)
+        row.ids.extend(forced)
+        row.text = tok.decode(row.ids)
+        row.offset = len(row.text)
+        trace = CallTrace(call.name, call.input, out.text, out.ok, out.seconds, call_start, len(row.text))
+        row.calls.append(trace)
+        flush_text()
+        emit(Event("call", row.index, trace=trace))
+        return forced
+
+    if len(prompt_ids) >= model.n_ctx:
+        raise ConfigError(
+            f"prompt has {len(prompt_ids)} tokens, more than the context size n_ctx={model.n_ctx}"
+        )
+    model.start(prompt_ids)
+    while row.finish is None:
+        feed, pending = accept(_choose(model.logits(), row, config, vocab, rng))
+        if row.finish is not None:
+            break
+        if pending is not None:
+            feed = feed + run_call(*pending)  # the call's tokens and its result go in as one chunk
+        if model.n_tokens + len(feed) > model.n_ctx:
+            finish("length")
+            break
+        model.feed(feed)
+    return Generation(
+        prompt=row.prompt,
+        text=row.text,
+        calls=row.calls,
+        finish_reason=row.finish or "length",
+        new_tokens=row.new_tokens,
+        forced_tokens=row.forced,
+        prompt_tokens=len(prompt_ids),
+        seconds=time.perf_counter() - started,
+        token_ids=list(row.ids),
+    )
+
+
+def generate(
+    model: LlamaCppModel,
+    prompts: str | Sequence[str],
+    tools: ToolRegistry | None = None,
+    config: DecodeConfig | None = None,
+    on_event: Callable[[Event], None] | None = None,
+) -> list[Generation]:
+    """Continue every prompt on llama.cpp, executing tool calls inline; one `Generation` per prompt, in order."""
+    config = config or DecodeConfig()
+    if isinstance(prompts, str):
+        prompts = [prompts]
+    tools = tools if tools is not None else ToolRegistry()
+    vocab = model.call_vocab
+    rng = np.random.default_rng(config.seed)
+
+    def emit(event: Event) -> None:
+        if on_event is not None:
+            on_event(event)
+
+    return [
+        _generate_one(model, _Row(index=i, prompt=p), tools, config, vocab, rng, emit)
+        for i, p in enumerate(prompts)
+    ]

@@ -1,0 +1,72 @@
+"""The seam between the server and a model: the `Backend` protocol (generate a batch with tools, streaming events).
+
+The server calls only `backend.generate(prompts, config, on_event)`, from its one batching thread, and reads
+`name`, `kind`, `tokenizer` (for the chat template), `tools`, `max_batch` and `context_length`.
+`ToolformerBackend` adapts a `Toolformer`, which already runs either decoder: transformers (`runtime.decode`,
+every prompt of a batch in one forward pass per step) or llama.cpp (`runtime.llamacpp`, prompts one after another
+on one context, so its `max_batch` is 1). Another engine (vLLM, a remote model) only has to provide the same attributes and method.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+from toolformer.runtime.decode import DecodeConfig, Event, Generation
+from toolformer.tools import ToolRegistry
+
+
+class Backend(Protocol):
+    """What the server needs from a model."""
+
+    name: str
+    kind: str
+    tokenizer: Any
+    tools: ToolRegistry
+    max_batch: int
+    context_length: int | None  # tokens of prompt + reply the model takes; None: unchecked
+
+    def generate(
+        self, prompts: Sequence[str], config: DecodeConfig, on_event: Callable[[Event], None] | None = None
+    ) -> list[Generation]:
+        """One `Generation` per prompt, tool calls executed inline; events carry `row` = the prompt's index."""
+        ...
+
+
+class ToolformerBackend:
+    """A `Toolformer` (model, tokenizer, tools) as a server backend."""
+
+    def __init__(self, tf: Any, max_batch: int = 16) -> None:
+        self.tf = tf
+        self.name: str = tf.name
+        self.kind: str = getattr(tf, "backend", "transformers")
+        self.tokenizer = tf.tokenizer
+        self.tools: ToolRegistry = tf.tools
+        self.max_batch = 1 if self.kind == "llamacpp" else max(1, max_batch)
+        config = getattr(tf.model, "config", None)
+        limit = getattr(tf.model, "n_ctx", None) or getattr(config, "max_position_embeddings", None)
+        self.context_length: int | None = limit if isinstance(limit, int) else None
+
+    def generate(
+        self, prompts: Sequence[str], config: DecodeConfig, on_event: Callable[[Event], None] | None = None
+    ) -> list[Generation]:
+        return self.tf.generate(list(prompts), config, on_event)
+
+
+def load_backend(
+    model: str | None = None,
+    tools: str | Sequence[str] | None = None,
+    backend: str = "auto",
+    device: str = "cpu",
+    max_batch: int = 16,
+    **tool_options: Any,
+) -> ToolformerBackend:
+    """Load `model` (default: the embedded SmolLM2-135M-Instruct) and its tools.
+
+    `backend`: 'transformers', 'llamacpp' (a GGUF file or built-in alias, needs llama-cpp-python) or 'auto'
+    (llama.cpp for a .gguf path when llama-cpp-python is installed, else transformers).
+    """
+    from toolformer.runtime.engine import Toolformer
+
+    tf = Toolformer.load(model, tools, device=device, backend=backend, **tool_options)
+    return ToolformerBackend(tf, max_batch=max_batch)

@@ -1,0 +1,175 @@
+"""`Batcher`: one thread that owns the model and decodes queued prompts together, so requests arriving at once share
+a batch and the server's event loop never waits on the model.
+
+Requests submit a prompt with its `DecodeConfig` and get a `concurrent.futures.Future[Generation]`; their streaming
+events are delivered from this thread as the batch decodes. A batch holds prompts with equal configs (the decoder
+takes one config per batch), oldest first; a seeded request runs alone so that its sample does not depend on which
+other requests happened to share its batch. Requests cancelled while queued are dropped before they cost anything.
+This is a queue-fed static batcher, not continuous batching: a request arriving mid-batch waits for the next one.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from toolformer.errors import ToolformerError
+from toolformer.runtime.decode import DecodeConfig, Event, Generation
+
+logger = logging.getLogger(__name__)
+
+
+class Cancelled(ToolformerError):
+    """The request went away (client gone or timed out) before its prompt was decoded."""
+
+
+@dataclass
+class _Job:
+    prompt: str
+    config: DecodeConfig
+    on_event: Callable[[Event], None] | None
+    cancelled: Callable[[], bool]
+    future: cf.Future[Generation] = field(default_factory=cf.Future)
+    key: Any = None
+
+
+def _batch_key(config: DecodeConfig) -> Any:
+    """Jobs with equal keys may share a batch: equal configs, and never a seeded one."""
+    return object() if config.seed is not None else repr(config)
+
+
+class Batcher:
+    """Feeds a `Backend` from a queue on one worker thread (`start`, `submit`, `stop`)."""
+
+    def __init__(
+        self,
+        backend: Any,
+        max_batch: int | None = None,
+        wait_s: float = 0.005,
+        on_batch: Callable[[int], None] | None = None,
+    ) -> None:
+        self.backend = backend
+        self.max_batch = max(1, min(max_batch or backend.max_batch, backend.max_batch))
+        self.wait_s = wait_s
+        self.on_batch = on_batch  # called with each batch's size (metrics)
+        self._queue: deque[_Job] = deque()
+        self._cond = threading.Condition()
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+        self.running = 0  # prompts in the batch being decoded now
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._stopping = False
+            self._thread = threading.Thread(target=self._loop, name="toolformer-batcher", daemon=True)
+            self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop taking batches; queued jobs fail with `Cancelled`. A batch in progress finishes first."""
+        with self._cond:
+            self._stopping = True
+            dropped = list(self._queue)
+            self._queue.clear()
+            self._cond.notify_all()
+        for job in dropped:
+            job.future.set_exception(Cancelled("the server is shutting down"))
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    @property
+    def depth(self) -> int:
+        """Prompts waiting for a batch."""
+        return len(self._queue)
+
+    def submit(
+        self,
+        prompt: str,
+        config: DecodeConfig,
+        on_event: Callable[[Event], None] | None = None,
+        cancelled: Callable[[], bool] | None = None,
+    ) -> cf.Future[Generation]:
+        """Queue one prompt; thread-safe and non-blocking. Events arrive with `row` 0."""
+        job = _Job(prompt, config, on_event, cancelled or (lambda: False))
+        job.key = _batch_key(config)
+        with self._cond:
+            if self._stopping:
+                job.future.set_exception(Cancelled("the server is shutting down"))
+                return job.future
+            self._queue.append(job)
+            self._cond.notify()
+        return job.future
+
+    def _take(self) -> list[_Job]:
+        """Wait for work, then take the oldest job and the queued jobs that can share its batch."""
+        with self._cond:
+            while not self._queue and not self._stopping:
+                self._cond.wait()
+            if self._stopping:
+                return []
+            # Requests sent together arrive a few ms apart; waiting that long lets them share the batch.
+            deadline = time.monotonic() + self.wait_s
+            while len(self._queue) < self.max_batch and not self._stopping:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._cond.wait(left)
+            if not self._queue or self._stopping:
+                return []
+            key = self._queue[0].key
+            batch: list[_Job] = []
+            rest: deque[_Job] = deque()
+            while self._queue:
+                job = self._queue.popleft()
+                if job.cancelled():
+                    job.future.set_exception(Cancelled("the request was cancelled while queued"))
+                elif job.key == key and len(batch) < self.max_batch:
+                    batch.append(job)
+                else:
+                    rest.append(job)
+            self._queue = rest
+            return batch
+
+    def _loop(self) -> None:
+        while True:
+            batch = self._take()
+            if not batch:
+                if self._stopping:
+                    return
+                continue
+            self._run(batch)
+
+    def _run(self, batch: list[_Job]) -> None:
+        def dispatch(event: Event) -> None:
+            job = batch[event.row]
+            if job.on_event is None or job.cancelled():
+                return
+            try:
+                job.on_event(Event(event.kind, 0, event.text, event.trace, event.finish_reason))
+            except Exception:  # one request's broken listener must not stop the others' decoding
+                logger.exception("stream listener failed")
+
+        self.running = len(batch)
+        started = time.perf_counter()
+        try:
+            gens = self.backend.generate([j.prompt for j in batch], batch[0].config, dispatch)
+        except BaseException as exc:  # every waiting request gets the failure instead of hanging
+            logger.exception("batch of %d failed", len(batch))
+            for job in batch:
+                job.future.set_exception(exc)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        finally:
+            self.running = 0
+        logger.debug("batch of %d in %.2fs", len(batch), time.perf_counter() - started)
+        if self.on_batch is not None:
+            self.on_batch(len(batch))
+        for job, gen in zip(batch, gens):
+            job.future.set_result(gen)
