@@ -5,7 +5,9 @@ position's logits here, with the same rules as the transformers backend (greedy/
 `max_calls` masking every token that contains "[", the `trigger_top_k` rule, `force_arrow`, stop strings). When a
 call's `)` or `→` is written the tool runs, and its result plus "]" is evaluated on the same KV cache as one chunk:
 the prefix is never re-encoded. Prompts run one after another on one llama.cpp context; a prompt that shares a
-prefix with the one before (a few-shot prompt) reuses that part of the cache.
+prefix with the one before (a few-shot prompt) reuses that part of the cache. With quantised weights llama.cpp's
+arithmetic depends a little on how many tokens go in one batch, so a greedy near-tie can break differently when
+part of a prompt comes from the cache (seen once in four benchmark prompts on the Q4_1 SmolLM2).
 
 Differences from the transformers backend, by design: the tokenizer is llama.cpp's (read from the GGUF, so
 `toolformer ask --model x.gguf` never imports torch); the end of generation is llama.cpp's `is_eog` set; sampling
