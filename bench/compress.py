@@ -24,7 +24,7 @@ from importlib import resources
 from pathlib import Path
 
 from toolformer.compress import CompressConfig, compress
-from toolformer.compress.measure import MeasureConfig, measure
+from toolformer.compress.measure import MeasureConfig, Measurement, measure
 from toolformer.compress.report import Variant, markdown_table, write_report
 
 VARIANTS = {
@@ -88,8 +88,19 @@ def main() -> None:
     parser.add_argument("--shots", type=int, default=4)
     parser.add_argument("--gen-tokens", type=int, default=24)
     parser.add_argument("--keep-models", action="store_true", help="Keep OUT/models afterwards.")
+    parser.add_argument("--report-only", action="store_true", help="Rewrite the report from OUT/report.json.")
     args = parser.parse_args()
 
+    if args.report_only:  # rewrite report.md / plot.png from report.json, measuring nothing
+        data = json.loads((Path(args.out) / "report.json").read_text(encoding="utf-8"))
+        variants = [
+            Variant(v["name"], v["method"], Measurement.from_dict(v), v["settings"], v["seconds"])
+            for v in data["variants"]
+        ]
+        notes = data["notes"]
+        write_report(args.out, data["title"], variants, notes, {k: data[k] for k in ("args",) if k in data})
+        print(markdown_table(variants))
+        return
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     started = time.perf_counter()
@@ -125,7 +136,7 @@ def main() -> None:
     for name, spec, folder, seconds, recipe in built:
         t = time.perf_counter()
         m = measure(str(folder), mc)
-        notes = [f"{k}={v}" for k, v in spec.items() if k not in ("method", "heal_data")]
+        notes = [f"{k}={v!r}" for k, v in spec.items() if k not in ("method", "heal_data")]
         if "heal" in recipe["info"]:
             heal = recipe["info"]["heal"]
             notes.append(

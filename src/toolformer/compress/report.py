@@ -1,8 +1,8 @@
 """Write the trade-off of compressed variants: a Markdown table (report.md), every number (report.json), a plot.
 
 Rows are variants, the first one the reference (the uncompressed model); Δ columns compare with it. The plot has
-two panels: perplexity against weights on disk, and math accuracy against tokens/s, one labelled point per
-variant.
+three panels: perplexity against weights on disk and against tokens/s, and math accuracy against tokens/s, one
+labelled point per variant.
 """
 
 from __future__ import annotations
@@ -149,7 +149,7 @@ def markdown_report(
 
 
 def write_plot(variants: Sequence[Variant], path: Path) -> bool:
-    """Two panels, ppl vs weights MB and math accuracy vs tokens/s; False when matplotlib is missing."""
+    """Three panels: ppl vs weights MB, ppl vs tokens/s, math accuracy vs tokens/s; False without matplotlib."""
     try:
         import matplotlib
 
@@ -158,17 +158,18 @@ def write_plot(variants: Sequence[Variant], path: Path) -> bool:
     except ImportError:
         logger.warning("matplotlib is not installed: no plot (pip install matplotlib)")
         return False
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8))
+    fig, axes = plt.subplots(1, 3, figsize=(17, 4.8))
     panels = [
         (axes[0], "weights_bytes", "ppl", 1e-6, 1.0, "weights on disk (MB)", "perplexity (lower is better)"),
+        (axes[1], "tokens_per_second", "ppl", 1.0, 1.0, "tokens per CPU-second (batch 1)", "perplexity"),
         (
-            axes[1],
+            axes[2],
             "tokens_per_second",
             "math_accuracy",
             1.0,
             100.0,
             "tokens per CPU-second (batch 1)",
-            "math accuracy %",
+            "math acc %",
         ),
     ]
     for ax, xkey, ykey, xs, ys, xlabel, ylabel in panels:
@@ -177,15 +178,18 @@ def write_plot(variants: Sequence[Variant], path: Path) -> bool:
             if x is None or y is None:
                 continue
             ax.scatter([x * xs], [y * ys], s=40, marker="*" if v is variants[0] else "o")
-            ax.annotate(v.name, (x * xs, y * ys), textcoords="offset points", xytext=(4, 4), fontsize=8)
+            ax.annotate(v.name, (x * xs, y * ys), textcoords="offset points", xytext=(4, 4), fontsize=7)
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
     ppls = [v.measurement.ppl for v in variants if v.measurement.ppl]
     if ppls and max(ppls) > 10 * min(ppls):  # one broken variant would flatten the others
         axes[0].set_yscale("log")
+        axes[1].set_yscale("log")
     axes[0].set_title("Size vs perplexity")
-    axes[1].set_title("Speed vs math accuracy")
+    axes[1].set_title("Speed vs perplexity")
+    n = variants[0].measurement.math_n if variants else None
+    axes[2].set_title(f"Speed vs math accuracy (n={n})" if n else "Speed vs math accuracy")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
