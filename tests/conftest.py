@@ -15,8 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings
 
 from toolformer import models
+
+# Property tests check behaviour, not speed: a loaded 2-core CI machine must not fail them on a deadline.
+settings.register_profile("toolformer", deadline=None)
+settings.load_profile("toolformer")
 
 # Read at import time, before any test monkeypatches the environment.
 _REAL_HOME = os.environ.get(models.HOME_ENV)
