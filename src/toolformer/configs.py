@@ -1,8 +1,8 @@
-"""Helpers shared by the config dataclasses: the help text and default of a field, for the CLI options."""
+"""Helpers shared by the config dataclasses: fields with help text, their help and default, device and bf16."""
 
 from __future__ import annotations
 
-from dataclasses import fields
+from dataclasses import field, fields
 from typing import Any
 
 
@@ -14,3 +14,37 @@ def field_help(cls: type, name: str) -> str:
 def field_default(cls: type, name: str) -> Any:
     """The default of field `name` of dataclass `cls` (factories included)."""
     return getattr(cls(), name)
+
+
+def option(default: Any, help: str, **kwargs: Any) -> Any:
+    """A dataclass field with a default and its help text (read by the CLI and written into run logs)."""
+    return field(default=default, metadata={"help": help}, **kwargs)
+
+
+def resolve_device(device: str) -> str:
+    """`auto` → cuda when available, else cpu; an explicit cuda without CUDA is a ConfigError naming `device`."""
+    import torch
+
+    from toolformer.errors import ConfigError
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device={device!r} but CUDA is not available on this machine")
+    return device
+
+
+def use_bf16(bf16: bool | None, device: str) -> bool:
+    """Whether to train under bf16 autocast: as asked, else only on a CUDA GPU with bf16.
+
+    On CPU autocast measured no faster than float32 for training, so it is off by default there.
+    """
+    import torch
+
+    from toolformer.errors import ConfigError
+
+    if bf16 is not None:
+        if bf16 and device.startswith("cuda") and not torch.cuda.is_bf16_supported():
+            raise ConfigError("bf16=True but this GPU has no bfloat16 support; pass --no-bf16")
+        return bf16
+    return device.startswith("cuda") and torch.cuda.is_bf16_supported()

@@ -9,10 +9,11 @@ evaluations without improvement, bf16 autocast on CUDA only (on CPU it measured 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from toolformer.configs import option
 from toolformer.errors import ConfigError
 
 CONFIG_FILE = "adapt_config.json"
@@ -44,8 +45,7 @@ DEFAULT_LR_FULL = 5e-5
 DEFAULT_LR_LORA = 2e-4
 
 
-def _opt(default: Any, help: str) -> Any:
-    return field(default=default, metadata={"help": help})
+_opt = option
 
 
 @dataclass

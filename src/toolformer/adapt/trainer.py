@@ -28,29 +28,10 @@ from toolformer.adapt.heads import build_task_model, unwrap_for_saving
 from toolformer.adapt.predict import Collator, Evaluation, TaskRunner
 from toolformer.adapt.report import AdaptReport, write_report
 from toolformer.adapt.tasks import TaskData, load_task_data, write_jsonl
+from toolformer.configs import resolve_device, use_bf16
 from toolformer.errors import ConfigError, DataError
 
 logger = logging.getLogger(__name__)
-
-
-def _device(config: AdaptConfig) -> str:
-    import torch
-
-    if config.device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if config.device.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"device={config.device!r} but CUDA is not available on this machine")
-    return config.device
-
-
-def _bf16(config: AdaptConfig, device: str) -> bool:
-    import torch
-
-    if config.bf16 is not None:
-        if config.bf16 and device.startswith("cuda") and not torch.cuda.is_bf16_supported():
-            raise ConfigError("bf16=True but this GPU has no bfloat16 support; pass --no-bf16")
-        return config.bf16
-    return device.startswith("cuda") and torch.cuda.is_bf16_supported()
 
 
 def _check_out(out: Path) -> None:
@@ -252,8 +233,8 @@ def adapt(
     out = Path(config.out).expanduser()
     _check_out(out)
     data = load_task_data(config)  # bad data fails here, before a model is loaded
-    device = _device(config)
-    bf16 = _bf16(config, device)
+    device = resolve_device(config.device)
+    bf16 = use_bf16(config.bf16, device)
     if model is None or tokenizer is None:
         from toolformer.models import load_model
 

@@ -5,10 +5,10 @@ Cheap to import (no torch): the CLI reads the help texts and defaults from it at
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
-from toolformer.configs import field_default, field_help
+from toolformer.configs import field_default, field_help, option
 from toolformer.errors import ConfigError
 from toolformer.models import DEFAULT_MODEL
 
@@ -26,8 +26,7 @@ LAYER_CHOICES = ("importance", "spread", "first")
 HEALABLE = ("trim", "prune-structured")  # unstructured pruning would lose its zeros in a fine-tune
 
 
-def _opt(default: Any, help: str) -> Any:
-    return field(default=default, metadata={"help": help})
+_opt = option
 
 
 @dataclass

@@ -17,11 +17,11 @@ length 1,024, dev perplexity with the best checkpoint kept. What differs, and wh
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from toolformer.configs import field_default, field_help
+from toolformer.configs import field_default, field_help, option
 from toolformer.errors import ConfigError
 
 CONFIG_FILE = "train_config.json"
@@ -33,8 +33,7 @@ DEFAULT_LR_FULL = 5e-5
 DEFAULT_LR_LORA = 2e-4
 
 
-def _opt(default: Any, help: str) -> Any:
-    return field(default=default, metadata={"help": help})
+_opt = option
 
 
 @dataclass

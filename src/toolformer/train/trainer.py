@@ -29,6 +29,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from toolformer.configs import resolve_device, use_bf16
 from toolformer.errors import ConfigError, DataError, MissingExtraError
 from toolformer.train.config import CONFIG_FILE, REPORT_FILE, TrainConfig
 from toolformer.train.data import MixStats, Text, encode_many, mix, read_corpus
@@ -151,27 +152,6 @@ def _prepare_out(config: TrainConfig, out: Path) -> tuple[Path | None, TrainRepo
 
 
 # --------------------------------------------------------------------------------------------- pieces
-
-
-def _device(config: TrainConfig) -> str:
-    import torch
-
-    if config.device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if config.device.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"device={config.device!r} but CUDA is not available on this machine")
-    return config.device
-
-
-def _bf16(config: TrainConfig, device: str) -> bool:
-    import torch
-
-    if config.bf16 is not None:
-        if config.bf16 and device.startswith("cuda") and not torch.cuda.is_bf16_supported():
-            raise ConfigError("bf16=True but this GPU has no bfloat16 support; pass --no-bf16")
-        return config.bf16
-    # On CPU autocast measured no faster than float32 (see the module docstring of config.py).
-    return torch.cuda.is_bf16_supported() if device.startswith("cuda") else False
 
 
 def collator(tokenizer: Any) -> Any:
@@ -369,8 +349,8 @@ def train(
     if not train_texts:
         raise DataError(f"data {config.data!r}: no training texts (every row is in the dev split?)")
 
-    device = _device(config)
-    bf16 = _bf16(config, device)
+    device = resolve_device(config.device)
+    bf16 = use_bf16(config.bf16, device)
     if model is None or tokenizer is None:
         from toolformer.models import load_model
 
