@@ -197,6 +197,42 @@ def _arrow_end(text: str, span: CallSpan) -> tuple[int, int | None]:
     return close, None
 
 
+def plan_feed(
+    cand: str,
+    text: str,
+    offset: int,
+    token: int,
+    calls_left: bool,
+    force_arrow: bool,
+    encode: Callable[[str], list[int]],
+    arrow_ids: list[int],
+) -> tuple[list[int], int | None]:
+    """What a row feeds after sampling `token`, and where a call to run now starts (None: no call yet).
+
+    `cand` is the row's text with `token` decoded, `text` the text before it, `offset` where calls may start.
+    A call runs once its arrow is written (text written past the arrow is cut off) or, with `force_arrow`, as
+    soon as its ")" is: then " →" is fed after it. Shared by both decoding backends.
+    """
+    feed = [token]
+    spans = find_calls(cand[offset:]) if calls_left else []
+    span = spans[-1] if spans else None
+    if span is None or not cand.startswith(text):
+        return feed, None
+    span = CallSpan(span.start + offset, span.end + offset, span.call, span.complete, span.stage)
+    if span.stage in ("name", "args"):
+        return feed, None
+    close, arrow_end = _arrow_end(cand, span)
+    if arrow_end is not None and arrow_end > len(text):  # the arrow was just written
+        if cand[arrow_end:].strip():  # the model wrote past the arrow: cut at the arrow
+            feed = encode(cand[len(text) : arrow_end])
+        return feed, span.start
+    if force_arrow and arrow_end is None and close > len(text):
+        delta = cand[len(text) : close]
+        feed = [token, *arrow_ids] if delta == cand[len(text) :] else [*encode(delta), *arrow_ids]
+        return feed, span.start
+    return feed, None
+
+
 MIN_SHARED_PREFIX = 16  # tokens: a shorter common prefix is not worth its own forward pass
 
 
@@ -297,6 +333,11 @@ def generate(
         flush_text(i)
         emit(Event("call", i, trace=trace))
 
+    def encode(text: str) -> list[int]:
+        return tokenizer.encode(text, add_special_tokens=False)
+
+    arrow_ids = encode(" →")
+
     def accept(i: int, token: int) -> None:
         """Decide what row i feeds next after sampling `token`."""
         row = rows[i]
@@ -305,31 +346,10 @@ def generate(
             finish(i, "stop")
             return
         cand = tokenizer.decode([*row.ids, token], skip_special_tokens=True)
-        feed = [token]
-        call_start: int | None = None
         calls_left = len(row.calls) < config.max_calls and not config.disabled
-        spans = find_calls(cand[row.offset :]) if calls_left else []
-        span = spans[-1] if spans else None
-        if span is not None and cand.startswith(row.text):
-            span = CallSpan(
-                span.start + row.offset, span.end + row.offset, span.call, span.complete, span.stage
-            )
-            if span.stage not in ("name", "args"):
-                close, arrow_end = _arrow_end(cand, span)
-                if arrow_end is not None and arrow_end > len(row.text):  # the arrow was just written
-                    if cand[arrow_end:].strip():  # the model wrote past the arrow: cut at the arrow
-                        feed = tokenizer.encode(cand[len(row.text) : arrow_end], add_special_tokens=False)
-                    call_start = span.start
-                elif config.force_arrow and arrow_end is None and close > len(row.text):
-                    delta = cand[len(row.text) : close]
-                    piece = cand[len(row.text) :]
-                    arrow = tokenizer.encode(" →", add_special_tokens=False)
-                    feed = (
-                        [token, *arrow]
-                        if delta == piece
-                        else [*tokenizer.encode(delta, add_special_tokens=False), *arrow]
-                    )
-                    call_start = span.start
+        feed, call_start = plan_feed(
+            cand, row.text, row.offset, token, calls_left, config.force_arrow, encode, arrow_ids
+        )
         if len(feed) > 1:
             row.forced += len(feed) - 1
         row.ids.extend(feed)

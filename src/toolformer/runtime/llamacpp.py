@@ -29,9 +29,9 @@ from typing import Any
 
 import numpy as np
 
-from toolformer.calls import Call, CallSpan, find_calls, sanitize_result
+from toolformer.calls import Call, find_calls, sanitize_result
 from toolformer.errors import ConfigError, ModelNotFoundError, require
-from toolformer.runtime.decode import CallTrace, DecodeConfig, Event, Generation, _arrow_end
+from toolformer.runtime.decode import CallTrace, DecodeConfig, Event, Generation, plan_feed
 from toolformer.tools import ToolRegistry
 
 logger = logging.getLogger(__name__)
@@ -371,26 +371,10 @@ def _generate_one(
             finish("stop")
             return [], None
         cand = tok.decode([*row.ids, token])
-        feed = [token]
-        call_start: int | None = None
         calls_left = len(row.calls) < config.max_calls and not config.disabled
-        spans = find_calls(cand[row.offset :]) if calls_left else []
-        span = spans[-1] if spans else None
-        if span is not None and cand.startswith(row.text):
-            span = CallSpan(
-                span.start + row.offset, span.end + row.offset, span.call, span.complete, span.stage
-            )
-            if span.stage not in ("name", "args"):
-                close, arrow_end = _arrow_end(cand, span)
-                if arrow_end is not None and arrow_end > len(row.text):  # the arrow was just written
-                    if cand[arrow_end:].strip():  # the model wrote past the arrow: cut at the arrow
-                        feed = tok.encode(cand[len(row.text) : arrow_end])
-                    call_start = span.start
-                elif config.force_arrow and arrow_end is None and close > len(row.text):
-                    delta = cand[len(row.text) : close]
-                    piece = cand[len(row.text) :]
-                    feed = [token, *arrow_ids] if delta == piece else [*tok.encode(delta), *arrow_ids]
-                    call_start = span.start
+        feed, call_start = plan_feed(
+            cand, row.text, row.offset, token, calls_left, config.force_arrow, tok.encode, arrow_ids
+        )
         if len(feed) > 1:
             row.forced += len(feed) - 1
         row.ids.extend(feed)
