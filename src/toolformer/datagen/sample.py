@@ -481,7 +481,6 @@ def gsm8k_document(
 
 
 _NUM_TOKEN = re.compile(r"\d*\.?\d+")
-_QUESTION_NUMBER = re.compile(r"(?<![\w.])\d{1,3}(?:,\d{3})+(?!\d)|\d*\.?\d+")
 MAX_COMPOSED_CHARS = 80  # a longer single expression is more than a short answer's call should carry
 
 
@@ -508,7 +507,7 @@ def compose_gsm8k_expression(question: str, solution: str, answer: Any) -> str |
         gold = float(str(answer).replace(",", ""))
     except ValueError:
         return None
-    asked = {_number_key(m.group()) for m in _QUESTION_NUMBER.finditer(question)}
+    asked = {_number_key(m.group()) for m in NUMBER.finditer(question)}
     known: dict[str, str] = {}
     final: str | None = None
     for m in GSM8K_PATTERN.finditer(solution):
