@@ -42,8 +42,10 @@ def test_tools_call_json_and_error_exit_code():
         "seconds": json.loads(ok.stdout)["seconds"],
     }
     bad = runner.invoke(app, ["tools", "call", "Calculator", "2 / 0"])
-    assert bad.exit_code == 1
-    assert bad.stdout.startswith("error:")
+    assert bad.exit_code == 2  # the README: errors are one line and exit with code 2
+    assert bad.stdout == "" and bad.stderr.startswith("error: Calculator(2 / 0): division by zero")
+    bad_json = runner.invoke(app, ["tools", "call", "Calculator", "2 / 0", "--json"])
+    assert bad_json.exit_code == 2 and json.loads(bad_json.stdout)["ok"] is False
 
 
 def test_unknown_tool_is_one_clean_line():

@@ -8,10 +8,11 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from toolformer.errors import ConfigError
 from toolformer.runtime.decode import DecodeConfig
-from toolformer.runtime.engine import Toolformer
-from toolformer.runtime.prompts import build_prompt
-from toolformer.tools import load_tools
+from toolformer.runtime.engine import Toolformer, model_prompt_style
+from toolformer.runtime.prompts import HEADER, build_prompt, few_shot_prompt, tools_header, zero_shot_prompt
+from toolformer.tools import load_tools, tool
 
 
 class ChatScripted(torch.nn.Module):
@@ -103,7 +104,112 @@ def test_ask_uses_the_prompt_of_the_loaded_tools(smol_tokenizer):
 
 
 def test_build_prompt_rejects_an_empty_question():
-    from toolformer.errors import ConfigError
-
     with pytest.raises(ConfigError, match="question"):
         build_prompt("  ")
+
+
+@tool(name="Weather", examples=['Weather("Paris")'])
+def weather(city: str) -> str:
+    """Current weather for a city. Any city on Earth."""
+    return f"sunny in {city}"
+
+
+def _tools(*extra):
+    reg = load_tools("Calculator")
+    for t in extra:
+        reg.add(t)
+    return reg
+
+
+def _marked_folder(tmp_path, meta) -> str:
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    if meta is not None:
+        (folder / "toolformer.json").write_text(json.dumps(meta))
+    return str(folder)
+
+
+def test_model_prompt_style_reads_the_models_toolformer_json(tmp_path):
+    marked = _marked_folder(tmp_path, {"prompt": "zero-shot", "base": "smollm2-135m-instruct"})
+    assert model_prompt_style(marked) == "zero-shot"
+    loaded = SimpleNamespace(config=SimpleNamespace(_name_or_path=marked))  # a model loaded from there
+    assert model_prompt_style(loaded) == "zero-shot"
+    (tmp_path / "model" / "toolformer.json").write_text(json.dumps({"base": "x"}))
+    assert model_prompt_style(marked) == "few-shot"
+    assert model_prompt_style(None) == "few-shot"
+    (tmp_path / "model" / "toolformer.json").write_text(json.dumps({"prompt": "chain-of-thought"}))
+    with pytest.raises(ConfigError, match="chain-of-thought"):
+        model_prompt_style(marked)
+    with pytest.raises(ConfigError, match="prompt_style='nope'"):
+        Toolformer(None, None, _tools(), prompt_style="nope")
+
+
+def test_ask_prompts_a_trained_toolformer_zero_shot_with_the_loaded_tools(smol_tokenizer):
+    model = ChatScripted(smol_tokenizer, lambda p: ' [Weather("Rome") It is sunny.')
+    tools = _tools(weather)
+    tf = Toolformer(model, smol_tokenizer, tools, name="fake", prompt_style="zero-shot")
+    gen = tf.ask("Is it sunny in Rome?")
+    assert model.prompts[0] == zero_shot_prompt("Is it sunny in Rome?", [tools["Calculator"], weather])
+    assert '- Weather: Current weather for a city. Example: [Weather("Paris")]' in model.prompts[0]
+    assert [(c.tool, c.output) for c in gen.calls] == [("Weather", "sunny in Rome")]
+    assert gen.text.startswith(' [Weather("Rome") → sunny in Rome]')
+
+
+def test_the_few_shot_prompt_names_every_loaded_tool_and_shows_a_users_example(smol_tokenizer):
+    model = ChatScripted(smol_tokenizer, lambda p: ' [Weather("Rome") It is sunny.')
+    tf = Toolformer(model, smol_tokenizer, _tools(weather), name="fake")
+    assert tf.prompt_style == "few-shot"
+    gen = tf.ask("Is it sunny in Rome?")
+    prompt = model.prompts[0]
+    assert prompt.startswith(HEADER + "\n" + tools_header([tf.tools["Calculator"], weather]))
+    assert '\nQuestion: Current weather for a city: Paris\nAnswer: [Weather("Paris")]\n' in prompt
+    assert "Answer: 12 times 9 is [Calculator(12 * 9) → 108] 108." in prompt  # the built-in examples stay
+    assert "WikiSearch" not in prompt  # only loaded tools
+    assert prompt.endswith("Question: Is it sunny in Rome?\nAnswer:")
+    assert [(c.tool, c.input) for c in gen.calls] == [("Weather", "Rome")]
+
+
+def test_a_users_example_may_carry_its_result():
+    @tool(name="Stock", examples=['Stock("ACME") → 12.5 USD', "not a call", 'Other("x")'])
+    def stock(ticker: str) -> str:
+        """Latest price of a stock."""
+        return "1"
+
+    prompt = few_shot_prompt("Price of ACME?", [stock])
+    assert 'Question: Latest price of a stock: ACME\nAnswer: [Stock("ACME") → 12.5 USD]\n' in prompt
+    assert prompt.count("\nQuestion:") == 2  # the malformed and foreign examples are left out
+
+
+def test_chat_with_a_trained_toolformer_asks_the_last_message_zero_shot(smol_tokenizer):
+    model = ChatScripted(smol_tokenizer, lambda p: " It is [Calculator(23 * 47) 1081.\n\nQuestion: more")
+    tf = Toolformer(model, smol_tokenizer, _tools(weather), name="fake", prompt_style="zero-shot")
+    messages = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": "Hello!"},
+        {"role": "user", "content": "What is 23 times 47?"},
+    ]
+    result = tf.chat(messages, DecodeConfig(max_new_tokens=40))
+    header = tools_header([tf.tools["Calculator"], weather])
+    assert model.prompts == [
+        "Be brief.\n" + header + "Question: Hi\nAnswer: Hello!\n\nQuestion: What is 23 times 47?\nAnswer:"
+    ]
+    assert result.content == "It is [Calculator(23 * 47) → 1081] 1081."
+    assert [(c.tool, c.output) for c in result.calls] == [("Calculator", "1081")]
+    assert result.messages[-1] == {"role": "assistant", "content": result.content}
+    assert result.tool_calls == [] and result.finish_reason == "stop"
+    with pytest.raises(ConfigError, match="no user message"):
+        tf.chat([{"role": "system", "content": "x"}])
+
+
+def test_load_reads_the_prompt_style_from_the_model_folder(tiny_lm, tmp_path):
+    model, tok = tiny_lm
+    folder = tmp_path / "tuned"
+    model.save_pretrained(str(folder))
+    tok.save_pretrained(str(folder))
+    assert Toolformer.load(str(folder), tools="Calculator").prompt_style == "few-shot"
+    (folder / "toolformer.json").write_text(json.dumps({"prompt": "zero-shot"}))
+    tf = Toolformer.load(str(folder), tools="Calculator")
+    assert tf.prompt_style == "zero-shot"
+    assert tf.prompt("What is 2 + 2?") == zero_shot_prompt("What is 2 + 2?", [tf.tools["Calculator"]])

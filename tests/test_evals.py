@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import subprocess
@@ -14,12 +15,13 @@ import torch
 from typer.testing import CliRunner
 
 from toolformer.cli import app
-from toolformer.errors import ConfigError, DataError
+from toolformer.errors import ConfigError, DataError, ToolError
 from toolformer.evals import EvalConfig, evaluate, metrics, suites, write_outputs
-from toolformer.evals.evaluate import plan_runs
+from toolformer.evals.ceiling import compute_ceiling
+from toolformer.evals.evaluate import load_datasets, plan_runs
 from toolformer.evals.perplexity import perplexity
 from toolformer.runtime.prompts import EXAMPLES
-from toolformer.tools import load_tools
+from toolformer.tools import Tool, ToolRegistry, load_tools
 
 runner = CliRunner()
 
@@ -524,3 +526,365 @@ def test_importing_evals_loads_no_torch():
     code = "import sys, toolformer.evals, toolformer.evals.suites; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+# --------------------------------------------------------------------------------------------- paper measures
+# Tool ceiling, tool choice (Table 10), the no-tool set, ppl against the baseline (Table 8), suite all, notices.
+
+
+def _fake_tool(name: str, answers: dict[str, str], seen: list[str] | None = None) -> Tool:
+    """A one-argument tool answering from `answers` (exact input); any other input is a tool error."""
+
+    def fn(text: str) -> str:
+        if seen is not None:
+            seen.append(text)
+        if text not in answers:
+            raise ToolError(f"no result for {text!r}")
+        return answers[text]
+
+    return Tool(
+        name=name,
+        description=f"fake {name}",
+        fn=fn,
+        parameters={"type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]},
+    )
+
+
+QA_ROWS = [
+    {"id": "q1", "question": "Where is the Louvre?", "answers": ["Paris"]},
+    {"id": "q2", "question": "Who painted Guernica?", "answers": ["Pablo Picasso", "Picasso"]},
+    {"id": "q3", "question": "What is the largest ocean?", "answers": ["Pacific Ocean", "Pacific"]},
+]
+SEARCH = {
+    "Where is the Louvre?": "Louvre: The Louvre is an art museum in Paris, France. | Paris: capital of France.",
+    "Who painted Guernica?": "Guernica (town): a town in the Basque Country. | Bombing: an air raid in 1937.",
+}
+ANSWERS = {
+    "Where is the Louvre?": " Paris.",
+    "Who painted Guernica?": " Dali.",
+    "What is the largest ocean?": " The Pacific.",
+}
+
+
+def qa_answerer(prompt: str, gen: str) -> dict[str, float]:
+    """Answers without calls: right on q1 and q3, wrong on q2."""
+    question = prompt.rsplit("Question: ", 1)[1].split("\n")[0]
+    return {ANSWERS[question]: 10.0}
+
+
+def test_ceiling_counts_tool_outputs_holding_the_gold(tmp_path):
+    seen: list[str] = []
+    registry = ToolRegistry([_fake_tool("WikiSearch", SEARCH, seen)])
+    spec = suites.data_spec("qa", _write_jsonl(tmp_path / "qa.jsonl", QA_ROWS))
+    c = compute_ceiling(suites.load_dataset(spec), registry)
+    assert seen == [r["question"] for r in QA_ROWS]  # the question text is the query
+    assert [e.hit for e in c.examples] == [True, False, False]  # "Guernica" in the output is not the answer
+    assert (c.tool, c.n, c.checked, c.hits, c.errors, c.share) == (
+        "WikiSearch",
+        3,
+        3,
+        1,
+        1,
+        pytest.approx(1 / 3),
+    )
+    assert c.realised(0.2) == pytest.approx(0.6) and c.realised(None) is None
+
+    # LAMA: the QA tool gets the cloze prefix the model sees; a hit is the gold as whole words.
+    clozes = [
+        {"id": "c1", "question": "Ginzburg works in the field of [MASK] .", "answer": "physics"},
+        {"id": "c2", "question": "The capital of Peru is [MASK] .", "answer": "Lima"},
+    ]
+    seen.clear()
+    qa = _fake_tool(
+        "QA",
+        {"Ginzburg works in the field of": "theoretical physics", "The capital of Peru is": "Limassol"},
+        seen,
+    )
+    facts = suites.load_dataset(suites.data_spec("facts", _write_jsonl(tmp_path / "c.jsonl", clozes)))
+    c = compute_ceiling(facts, ToolRegistry([qa]))
+    assert seen == [suites.cloze_prefix(r["question"]) for r in clozes]
+    assert [e.hit for e in c.examples] == [True, False] and c.share == 0.5
+    # No QA tool loaded: no ceiling, and it says why.
+    missing = compute_ceiling(facts, ToolRegistry([_fake_tool("WikiSearch", {})]))
+    assert missing.share is None and "QA" in missing.reason
+
+
+def test_math_ceiling_runs_the_calculator_on_the_gold_expression(tmp_path):
+    rows = [
+        {
+            "id": "a",
+            "question": "Q1?",
+            "answer": 21,
+            "formula": "6 (penny)*1 (cent/penny) + 3 (nickel)*5 (cent/nickel) = 21 (cent)",
+        },
+        {"id": "b", "question": "Q2?", "answer": 432, "equation": "X=(27.0*16.0)"},
+        {"id": "c", "question": "Q3?", "answer": 51, "equation": "( 76.0 - 25.0 )"},
+        {"id": "d", "question": "Q4?", "answer": -6, "equation": "(7.0*x)+4.0=(3.0*x)-20.0"},  # an unknown
+        {"id": "e", "question": "Q5?", "answer": 8, "equation": "X=(442.0/(48-40)*1.5+40)"},  # wrong upstream
+        {"id": "f", "question": "Q6?", "answer": 3},  # no expression at all
+    ]
+    loaded = suites.load_dataset(suites.data_spec("math", _write_jsonl(tmp_path / "m.jsonl", rows)))
+    assert [e.expression for e in loaded.examples] == [
+        "6*1 + 3*5",
+        "(27.0*16.0)",
+        "( 76.0 - 25.0 )",
+        None,
+        "(442.0/(48-40)*1.5+40)",
+        None,
+    ]
+    c = compute_ceiling(loaded, load_tools("Calculator"))
+    assert [e.hit for e in c.examples] == [True, True, True, False, False, False]
+    assert (c.n, c.checked, c.hits, c.share) == (6, 4, 3, 0.5)  # a record without an expression is a miss
+    # Temporal has no ceiling tool: n/a with the reason.
+    temporal = suites.load_dataset(suites.SUITES["temporal"][0], limit=2)
+    assert compute_ceiling(temporal, load_tools("Calculator")).share is None
+
+
+def test_ceiling_and_realised_share_in_results_and_report(smol_tokenizer, tmp_path):
+    data = _write_jsonl(tmp_path / "qa.jsonl", QA_ROWS)
+    seen: list[str] = []
+    registry = ToolRegistry([_fake_tool("WikiSearch", SEARCH, seen)])
+    config = EvalConfig(model="fake", suite="qa", data=str(data), trigger_top_k=1)
+    results = evaluate(
+        config, models={"model": (PolicyLM(smol_tokenizer, qa_answerer), smol_tokenizer)}, tools=registry
+    )
+    entry = results.ceiling()["qa"]
+    # Ceiling 1/3 (only q1's snippets hold the answer); the model is right on q1 and q3 without a call: 2/3.
+    assert entry["ceiling"] == pytest.approx(1 / 3) and entry["tools_accuracy"] == pytest.approx(2 / 3)
+    assert entry["realised"] == pytest.approx(2.0) and entry["tool"] == "WikiSearch"
+    paths = write_outputs(results, tmp_path / "out")
+    data_json = json.loads(paths["results"].read_text())
+    assert data_json["ceiling"]["qa"]["hits"] == 1 and data_json["runs"][0]["mode"] == "tools"
+    assert [json.loads(x)["hit"] for x in paths["ceiling"].read_text().splitlines()] == [True, False, False]
+    report = paths["report"].read_text()
+    row = next(line for line in report.splitlines() if line.startswith("| qa | WikiSearch"))
+    assert [c.strip() for c in row.strip("|").split("|")][5:] == ["33.3", "66.7", "200.0"]
+    # --no-ceiling (or no tools mode) runs no tool before the model.
+    seen.clear()
+    for off in (
+        EvalConfig(model="fake", suite="qa", data=str(data), ceiling=False),
+        EvalConfig(model="fake", suite="qa", data=str(data), modes="disabled"),
+    ):
+        quiet = evaluate(
+            off, models={"model": (PolicyLM(smol_tokenizer, qa_answerer), smol_tokenizer)}, tools=registry
+        )
+        assert quiet.ceilings == {} and quiet.to_dict()["ceiling"] == {}
+    assert seen == []
+    forced = EvalConfig(model="fake", suite="qa", data=str(data), modes="disabled", ceiling=True)
+    assert forced.ceiling_on()
+
+
+def test_corpus_feeds_the_tools_of_ceiling_and_model(smol_tokenizer, tmp_path, monkeypatch):
+    monkeypatch.setenv("TOOLFORMER_HOME", str(tmp_path / "home"))
+    corpus = _write_jsonl(
+        tmp_path / "corpus.jsonl",
+        [
+            {"id": "1", "title": "Louvre", "text": "The Louvre is an art museum in Paris."},
+            {"id": "2", "title": "Guernica", "text": "Guernica is a 1937 painting by Pablo Picasso."},
+            {"id": "3", "title": "Bread", "text": "Bread is a staple food baked from dough."},
+            {"id": "4", "title": "Violin", "text": "The violin is a wooden string instrument."},
+        ],
+    )
+    data = _write_jsonl(tmp_path / "qa.jsonl", QA_ROWS)
+    config = EvalConfig(
+        model="fake", suite="qa", data=str(data), corpus=str(corpus), tools="WikiSearch", trigger_top_k=1
+    )
+    results = evaluate(config, models={"model": (PolicyLM(smol_tokenizer, qa_answerer), smol_tokenizer)})
+    c = results.ceilings["qa"]
+    assert [e.hit for e in c.examples] == [True, True, False]  # nothing in this corpus about oceans
+    assert c.examples[1].output.startswith("Guernica: Guernica is a 1937 painting by Pablo Picasso.")
+    with pytest.raises(DataError, match="corpus="):
+        load_datasets(EvalConfig(suite="qa", corpus=str(tmp_path / "missing.jsonl")))
+
+
+def chooser(prompt: str, gen: str) -> dict[str, float]:
+    """m1: the Calculator; m2: the Clock; m3: no call."""
+    a, b = _operands(prompt)
+    if a == 2:
+        return {f" [Calculator({a} + {b}) → {a + b}] {a + b}.": 10.0}
+    if a == 4:
+        return {f' [Clock("now") → noon] {a + b}.': 10.0}
+    return {f" {a + b}.": 10.0}
+
+
+def test_tool_choice_rates_per_tool(smol_tokenizer, math_file, tmp_path):
+    registry = load_tools("Calculator")
+    registry.add(_fake_tool("Clock", {"now": "noon"}))
+    registry.add(_fake_tool("Unused", {}))
+    config = EvalConfig(model="fake", suite="math", data=str(math_file), trigger_top_k=1)
+    results = evaluate(
+        config, models={"model": (PolicyLM(smol_tokenizer, chooser), smol_tokenizer)}, tools=registry
+    )
+    score = results.run("tools").by_dataset["tiny_math"]
+    assert score.per_tool == {"Calculator": 1, "Clock": 1} and score.call_rate == pytest.approx(2 / 3)
+    assert score.to_dict()["per_tool_rate"] == {
+        "Calculator": pytest.approx(1 / 3),
+        "Clock": pytest.approx(1 / 3),
+    }
+    choice = results.tool_choice()["tiny_math"]
+    assert set(choice) == {"tools"}  # disabled cannot call
+    assert choice["tools"] == {
+        "any": pytest.approx(2 / 3),
+        "Calculator": pytest.approx(1 / 3),
+        "Clock": pytest.approx(1 / 3),
+        "Unused": 0.0,
+    }
+    report = write_outputs(results, tmp_path)["report"].read_text()
+    assert "## Tool choice" in report
+    row = next(line for line in report.splitlines() if line.startswith("| tiny_math | tools |"))
+    assert [c.strip() for c in row.strip("|").split("|")][2:] == ["66.7", "33.3", "33.3", "0.0", "0"]
+
+
+def test_no_call_notice_points_to_shots(smol_tokenizer, math_file, tmp_path):
+    # '[' is only the shy caller's second choice: at trigger top-1 it never calls.
+    silent = _run(smol_tokenizer, shy_caller, math_file, trigger_top_k=1)
+    [notice] = silent.notices()
+    assert "made no tool call on any example" in notice and "identical" in notice and "--shots" in notice
+    report = write_outputs(silent, tmp_path)["report"].read_text()
+    assert f"> **Note:** {notice}" in report
+    assert json.loads((tmp_path / "results.json").read_text())["notices"] == [notice]
+    assert _run(smol_tokenizer, call_lover, math_file, trigger_top_k=1).notices() == []
+    # One dataset with calls, one without: the notice names the silent one.
+    other = _write_jsonl(
+        tmp_path / "other_math.jsonl", [{"id": "o1", "question": "What is 6 plus 1?", "answer": 7}]
+    )
+    loaded = [suites.load_dataset(suites.data_spec("math", p)) for p in (math_file, other)]
+
+    def split(prompt: str, gen: str) -> dict[str, float]:
+        return {" 7.": 10.0} if prompt.endswith("6 plus 1?\nAnswer:") else call_lover(prompt, gen)
+
+    config = EvalConfig(model="fake", suite="math", trigger_top_k=1, shots=3)
+    models = {"model": (PolicyLM(smol_tokenizer, split), smol_tokenizer)}
+    mixed = evaluate(config, models=models, tools=load_tools("Calculator"), datasets=loaded)
+    assert mixed.run("tools").by_dataset["tiny_math"].call_rate == 1.0
+    [notice] = mixed.notices()
+    assert "made no tool call on other_math:" in notice and "Even with --shots 3" in notice
+
+
+def test_no_tool_set_counts_any_call_as_wrong(smol_tokenizer, tmp_path):
+    chat = _write_jsonl(
+        tmp_path / "chat.jsonl",
+        [
+            {"id": "h", "question": "Write a short poem about snow."},
+            {"id": "g", "question": "Hello, nice to meet you!"},
+            {"id": "c", "question": "Share a tip for staying calm."},
+        ],
+    )
+
+    def policy(prompt: str, gen: str) -> dict[str, float]:
+        if "poem" in prompt:
+            return {" [Calculator(2 + 2) → 4] Snow falls.": 10.0}
+        return {" Sure, here you go.": 10.0}
+
+    config = EvalConfig(model="fake", suite="notool", data=str(chat), trigger_top_k=1)
+    results = evaluate(
+        config,
+        models={"model": (PolicyLM(smol_tokenizer, policy), smol_tokenizer)},
+        tools=load_tools("Calculator"),
+    )
+    assert results.datasets[0].kind == "chat"
+    tools, disabled = results.run("tools").by_dataset["chat"], results.run("disabled").by_dataset["chat"]
+    assert (tools.call_rate, tools.accuracy) == (
+        pytest.approx(1 / 3),
+        pytest.approx(2 / 3),
+    )  # accuracy: no call
+    assert (disabled.call_rate, disabled.accuracy) == (0.0, 1.0)
+    assert results.notices() == []  # making no call is what a no-tool set asks for
+    assert results.ceiling()["chat"]["ceiling"] is None
+    preds = {(p.mode, p.id): p for p in results.predictions}
+    assert preds[("tools", "h")].correct is False and preds[("tools", "g")].correct is True
+    assert preds[("tools", "h")].prompt == "Question: Write a short poem about snow.\nAnswer:"
+    # A started call is a call too, and a bracket that is no call is not.
+    assert metrics.score_no_call(" [WikiSearch(").correct is False
+    assert metrics.score_no_call(" as noted [1], rain falls.").correct is True
+    report = write_outputs(results, tmp_path)["report"].read_text()
+    assert "no-tool set" in report
+
+
+def test_no_tool_passages_are_half_passages_continued_as_is():
+    [spec] = suites.suite_specs("notool", "notool_passages")
+    passages = suites.load_dataset(spec, limit=5).examples
+    texts = suites.load_dataset(suites.SUITES["ppl"][0], limit=5).examples
+    for cut, full in zip(passages, texts, strict=True):
+        assert full.question.startswith(cut.question) and full.question[len(cut.question)] == " "
+        assert 0.4 * len(full.question) < len(cut.question) <= 0.5 * len(full.question)
+        assert suites.build_prompt(cut, "continuation") == cut.question
+    chat = suites.load_dataset(suites.suite_specs("notool", "notool_chat")[0]).examples
+    assert len(chat) == 40 and len({e.question for e in chat}) == 40
+    # A chat prompt is no dev-set question and needs no tool: no digit to compute, no date, no foreign text.
+    assert not any(any(ch.isdigit() for ch in e.question) for e in chat)
+
+
+def test_suite_all_runs_every_suite_and_caps_shots_per_kind():
+    specs = suites.suite_specs("all")
+    assert [s.suite for s in specs] == [s.suite for suite in suites.SUITES.values() for s in suite]
+    assert list(dict.fromkeys(s.suite for s in specs)) == ["math", "facts", "qa", "temporal", "ppl", "notool"]
+    config = EvalConfig(suite="all", shots=4, limit=1)
+    loaded = load_datasets(config)  # 4 shots: more than the choice pool holds, fine under 'all'
+    assert len(loaded) == len(specs)
+    shots = {ds.spec.name: suites.shots_for(ds.spec.kind, 4, "all") for ds in loaded}
+    assert shots["asdiv"] == 4 and shots["date_understanding"] == 3 and shots["notool_passages"] == 0
+    with pytest.raises(ConfigError, match="shots=4"):
+        load_datasets(EvalConfig(suite="temporal", shots=4, limit=1))
+    with pytest.raises(ConfigError, match="suite='all'"):
+        EvalConfig(suite="all", data="x.jsonl")
+
+
+def _other_lm(tiny_lm):
+    model, tok = tiny_lm
+    other = copy.deepcopy(model)
+    with torch.no_grad():
+        for p in other.parameters():
+            p.mul_(1.5)
+    return other, tok
+
+
+@pytest.mark.parametrize("baseline_tools", [False, True])
+def test_ppl_against_the_baseline(tiny_lm, tmp_path, baseline_tools):
+    other = _other_lm(tiny_lm)
+    config = EvalConfig(model="trained", suite="ppl", limit=3, baseline="base", baseline_tools=baseline_tools)
+    results = evaluate(config, models={"model": tiny_lm, "baseline": other}, tools=load_tools("Calculator"))
+    texts = [e.question for e in suites.load_dataset(suites.SUITES["ppl"][0], limit=3).examples]
+    mine, theirs = perplexity(*tiny_lm, texts).ppl, perplexity(*other, texts).ppl
+    entry = results.perplexity()["wiki_ppl"]
+    assert entry["model_ppl"] == pytest.approx(mine) and entry["baseline_ppl"] == pytest.approx(theirs)
+    assert entry["relative_difference"] == pytest.approx(mine / theirs - 1) and mine != pytest.approx(theirs)
+    paths = write_outputs(results, tmp_path)
+    assert json.loads(paths["results"].read_text())["perplexity"]["wiki_ppl"]["baseline"] == "base"
+    section = paths["report"].read_text().split("## Perplexity with tools disabled", 1)[1]
+    row = next(line for line in section.splitlines() if line.startswith("| wiki_ppl |"))
+    assert [c.strip() for c in row.strip("|").split("|")] == [
+        "wiki_ppl",
+        f"{mine:.2f}",
+        f"{theirs:.2f}",
+        f"{100 * (mine / theirs - 1):+.1f}",
+    ]
+
+
+def test_date_scorer_reads_letter_forms():
+    record = shipped("date_understanding", "bbh-date-000")  # gold (B) 12/25/1937
+    options, gold = record["options"], record["answer"]
+    for answer in (
+        "[B]",
+        " The answer is [B].",
+        "(B)",
+        "B)",
+        "B.",
+        " The answer is B.",
+        " Answer: B",
+        " B: yes",
+    ):
+        assert metrics.score_choice(answer, options, gold) == metrics.Score("(B)", True), answer
+    for answer in ("[A]", " A.", " It is (C)."):
+        assert not metrics.score_choice(answer, options, gold).correct, answer
+    assert not metrics.score_choice(" Washington D.C. had snow.", {"D": "x", "C": "y"}, "D").correct
+
+
+def test_cli_eval_corpus_and_ceiling_options(tmp_path):
+    missing = tmp_path / "nope.jsonl"
+    result = runner.invoke(
+        app, ["eval", "x", "--suite", "qa", "--corpus", str(missing), "--out", str(tmp_path)]
+    )
+    assert result.exit_code == 2 and "corpus=" in "".join(result.stderr.splitlines())
+    result = runner.invoke(app, ["eval", "--help"])
+    assert "--no-ceiling" in result.stdout and "--corpus" in result.stdout and "notool" in result.stdout

@@ -183,10 +183,59 @@ def test_stop_strings_and_length(random_gguf):
 def test_trigger_top_k_starts_a_call_like_transformers(random_gguf):
     model, tok, lm = random_gguf
     cfg = DecodeConfig(max_new_tokens=6, trigger_top_k=len(tok))
-    (got,) = llamacpp.generate(lm, ["Hello"], ToolRegistry(), cfg)
-    (ref,) = generate(model, tok, ["Hello"], ToolRegistry(), cfg)
+    (got,) = llamacpp.generate(lm, ["Hello"], _registry(), cfg)
+    (ref,) = generate(model, tok, ["Hello"], _registry(), cfg)
     assert got.text.lstrip().startswith("[")
+    after = got.text.lstrip()[1:]  # the forced "[" is followed by the loaded name
+    assert "Calculator(".startswith(after) or after.startswith("Calculator(")
     assert got.token_ids == ref.token_ids
+    # With no tool loaded, no name may follow "[": the trigger never fires, on either backend.
+    (none,) = llamacpp.generate(lm, ["Hello"], ToolRegistry(), cfg)
+    assert "[" not in none.text
+    assert none.token_ids == generate(model, tok, ["Hello"], ToolRegistry(), cfg)[0].token_ids
+
+
+def test_a_call_names_a_loaded_tool_with_the_same_tokens_as_transformers(random_gguf, monkeypatch):
+    """The model leans towards `[Q(5) →`: on both backends "[" is followed by a loaded name, token for token."""
+    from test_decode import Biased, q, qa, wants_q_call, weather
+
+    model, tok, lm = random_gguf
+    prefer = wants_q_call(tok)
+    original = lm.logits
+
+    def biased_logits():
+        logits = original()
+        for t in prefer(tok.decode(list(lm.llm.input_ids[: lm.n_tokens]))):
+            logits[t] += 100.0
+        return logits
+
+    monkeypatch.setattr(lm, "logits", biased_logits)
+    prompt = "Question: what is 2 + 3?\nAnswer:"
+    for tools, expect in (
+        ((q, calculator), {"Q"}),
+        ((calculator, weather), {"Calculator", "Weather"}),
+        ((qa,), {"QA"}),
+    ):
+        reg = ToolRegistry(tools)
+        cfg = DecodeConfig(max_new_tokens=12)
+        (ref,) = generate(Biased(model, tok, prefer), tok, [prompt], reg, cfg)
+        (got,) = llamacpp.generate(lm, [prompt], reg, cfg)
+        assert got.token_ids == ref.token_ids and got.text == ref.text
+        assert got.text.startswith(" [") and got.text[2:].split("(")[0] in expect, got.text
+        assert [c.tool for c in got.calls] == [c.tool for c in ref.calls]
+        assert all(c.tool in expect for c in got.calls)
+
+
+def test_llamacpp_token_texts_match_transformers(random_gguf):
+    """The GGUF's pieces and the transformers tokenizer give the same call-name rules."""
+    from toolformer.runtime.callnames import hf_vocab_texts
+
+    _, tok, lm = random_gguf
+    hf = hf_vocab_texts(tok, len(tok)).call_names(["Calculator", "QA", "Weather"])
+    lc = lm.call_vocab.texts.call_names(["Calculator", "QA", "Weather"])
+    for text in ["x", "x [", "x [Cal", "x [Q", "x [QA", "x [Weather", 'x [QA("a") → b] and']:
+        a, b = hf.rule(text), lc.rule(text)
+        assert a.only == b.only and a.ids.tolist() == b.ids.tolist(), text
 
 
 def test_sampling_is_seeded(random_gguf):

@@ -305,13 +305,150 @@ def test_relative_missing_path_is_not_sent_to_the_hub() -> None:
 def test_hub_id_offline_fails_with_clear_message(monkeypatch: pytest.MonkeyPatch) -> None:
     import huggingface_hub.constants
 
-    # No network here anyway; offline mode makes the failure immediate instead of retrying for ~25 s.
+    # Offline mode: the name is looked up in the local Hub cache only, and fails at once.
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
-    with pytest.raises(ModelNotFoundError, match=r"could not be found locally or downloaded") as info:
+    with pytest.raises(ModelNotFoundError, match=r"HF_HUB_OFFLINE is set") as info:
         models.load_model("toolformer-tests/no-such-model")
-    assert "toolformer-tests/no-such-model" in str(info.value)
+    assert "'toolformer-tests/no-such-model'" in str(info.value)
     with pytest.raises(ModelNotFoundError, match=r"did you mean 'smollm2-135m-instruct'"):
         models.load_model("smollm2-135m")
+
+
+def _spy_loads(monkeypatch: pytest.MonkeyPatch, result: Any = None) -> list[bool]:
+    """Replace the hub/dir loader: record each call's local_only; return `result`, or raise as a miss would."""
+    calls: list[bool] = []
+
+    def load_dir(path: str, dtype: Any, local_only: bool) -> Any:
+        calls.append(local_only)
+        if result is None:
+            raise OSError(f"{path} is not in the cache" if local_only else f"cannot download {path}")
+        return result
+
+    monkeypatch.setattr(models, "_load_dir", load_dir)
+    return calls
+
+
+@pytest.mark.parametrize("name", ["smollm2-135m", "HuggingFaceTB/SmolLM3-135M-typo"])
+def test_mistyped_name_fails_at_once_when_the_hub_is_unreachable(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reason = "cannot connect to huggingface.co:443: Name or service not known"
+    monkeypatch.setattr(models, "_hub_unreachable", lambda: reason)
+    calls = _spy_loads(monkeypatch)
+    with pytest.raises(ModelNotFoundError) as info:
+        models.load_model(name)
+    message = str(info.value)
+    assert calls == [True]  # only the local Hub cache was asked: no download, so no retries
+    assert "\n" not in message and f"model={name!r}" in message and reason in message
+    assert all(alias in message for alias in models.ALIASES)
+    assert ".gguf file" in message and "Hugging Face model folder" in message
+    assert ("did you mean 'smollm2-135m-instruct'" in message) == (name == "smollm2-135m")
+
+
+def test_tokenizer_of_mistyped_name_fails_at_once_offline(monkeypatch: pytest.MonkeyPatch) -> None:
+    import transformers
+
+    monkeypatch.setattr(models, "_hub_unreachable", lambda: "HF_HUB_OFFLINE is set")
+    asked: list[bool] = []
+
+    def from_pretrained(name: str, local_files_only: bool = False, **kwargs: Any) -> Any:
+        asked.append(local_files_only)
+        raise OSError("not cached")
+
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", from_pretrained)
+    with pytest.raises(ModelNotFoundError, match=r"Hub cannot be reached \(HF_HUB_OFFLINE is set\)"):
+        models.load_tokenizer("someone/typo")
+    assert asked == [True]
+
+
+def test_offline_lookup_asks_the_hub_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The real loaders, asked offline for a name that is not cached, never request a file's metadata from the
+    Hub (the request the hub client retries for a minute; transformers' adapter lookup used to make it)."""
+    import time
+
+    import huggingface_hub.file_download
+
+    monkeypatch.setattr(models, "_hub_unreachable", lambda: "no network")
+    requests: list[tuple[Any, ...]] = []
+
+    def get_hf_file_metadata(*args: Any, **kwargs: Any) -> Any:
+        requests.append(args)
+        raise OSError("no network")
+
+    monkeypatch.setattr(huggingface_hub.file_download, "get_hf_file_metadata", get_hf_file_metadata)
+    monkeypatch.setattr(time, "sleep", lambda seconds: None)  # should a retry loop start, do not wait it out
+    for call in (models.load_model, models.load_tokenizer):
+        with pytest.raises(ModelNotFoundError, match=r"Hub cannot be reached \(no network\)"):
+            call("toolformer-tests/typo-model")
+    assert requests == []
+
+
+def test_cached_hub_id_still_loads_offline(monkeypatch: pytest.MonkeyPatch, tiny_lm: tuple[Any, Any]) -> None:
+    monkeypatch.setattr(models, "_hub_unreachable", lambda: "HF_HUB_OFFLINE is set")
+    calls = _spy_loads(monkeypatch, result=(copy.deepcopy(tiny_lm[0]), copy.deepcopy(tiny_lm[1])))
+    model, tokenizer = models.load_model("someone/cached-model")
+    assert calls == [True] and not model.training and tokenizer.padding_side == "left"
+
+
+def test_reachable_hub_downloads_and_a_miss_names_the_aliases(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(models, "_hub_unreachable", lambda: None)
+    calls = _spy_loads(monkeypatch)
+    with pytest.raises(ModelNotFoundError, match=r"could not be found locally or downloaded") as info:
+        models.load_model("someone/no-such-model")
+    assert calls == [False] and "\n" not in str(info.value)
+    assert all(alias in str(info.value) for alias in models.ALIASES)
+
+
+def _listening_socket() -> Any:
+    import socket
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    return server
+
+
+def _closed_port() -> int:
+    server = _listening_socket()
+    port = server.getsockname()[1]
+    server.close()
+    return port
+
+
+def test_hub_reachability_check(monkeypatch: pytest.MonkeyPatch) -> None:
+    import huggingface_hub.constants
+
+    for var in (
+        "HF_HUB_OFFLINE",
+        "HTTPS_PROXY",
+        "https_proxy",
+        "ALL_PROXY",
+        "all_proxy",
+        "NO_PROXY",
+        "no_proxy",
+    ):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    server = _listening_socket()
+    try:
+        port = server.getsockname()[1]
+        monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", f"http://127.0.0.1:{port}")
+        assert models._hub_unreachable() is None
+
+        closed = _closed_port()
+        monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", f"https://127.0.0.1:{closed}")
+        reason = models._hub_unreachable(timeout=2)
+        assert reason is not None and f"127.0.0.1:{closed}" in reason
+
+        # Behind a proxy, the proxy is what must answer.
+        monkeypatch.setenv("https_proxy", f"http://127.0.0.1:{port}")
+        monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", "https://hub.invalid")
+        assert models._hub_unreachable() is None
+    finally:
+        server.close()
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert models._hub_unreachable() == "HF_HUB_OFFLINE is set"
 
 
 @pytest.mark.parametrize("dtype", ["float8", "int4", "fp64x"])

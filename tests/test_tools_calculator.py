@@ -6,6 +6,7 @@ import builtins
 import os
 import random
 import time
+from decimal import ROUND_HALF_UP, Decimal
 from fractions import Fraction
 
 import pytest
@@ -53,6 +54,17 @@ from toolformer.tools.calculator import (
         ("-(-(3))", "3"),
         ("1e3 / 8", "125"),
         ("0.001", "0"),
+        ("2.675", "2.68"),  # binary round() gives 2.67
+        ("1.005", "1.01"),  # binary round() gives 1
+        ("-2.675", "-2.68"),  # half-up rounds away from zero, as a person would
+        ("1.345 * 1", "1.35"),
+        ("0.125 + 0", "0.13"),
+        ("007 + 1", "8"),
+        ("00 + 0", "0"),
+        ("0.5 + 007.25", "7.75"),
+        ("1.005 + 000", "1.01"),  # zeros of a fraction part stay
+        ("1e007", "10000000"),
+        ("1,007 - 7", "1000"),
     ],
 )
 def test_calculates_like_the_paper(expression: str, expected: str) -> None:
@@ -61,7 +73,20 @@ def test_calculates_like_the_paper(expression: str, expected: str) -> None:
 
 @pytest.mark.parametrize(
     ("value", "text"),
-    [(1081, "1081"), (0.2857, "0.29"), (-3.5, "-3.5"), (2.0, "2"), (-0.001, "0"), (1.005e3, "1005")],
+    [
+        (1081, "1081"),
+        (0.2857, "0.29"),
+        (-3.5, "-3.5"),
+        (2.0, "2"),
+        (-0.001, "0"),
+        (1.005e3, "1005"),
+        (2.675, "2.68"),
+        (1.005, "1.01"),
+        (0.015, "0.02"),
+        (-0.005, "-0.01"),
+        (1e-7, "0"),
+        (123456789012345.67, "123456789012345.67"),
+    ],
 )
 def test_format_number_rounds_to_two_decimals_without_trailing_zeros(value: float, text: str) -> None:
     assert format_number(value) == text
@@ -122,6 +147,23 @@ def test_quoted_argument_and_json_call() -> None:
         ).text
         == "42"
     )
+
+
+@settings(max_examples=300, deadline=1000)
+@given(st.integers(min_value=-(10**9), max_value=10**9), st.integers(min_value=1, max_value=5))
+def test_shown_result_is_the_decimal_rounded_half_up(thousandths: int, places: int) -> None:
+    # A number typed with up to 5 decimals is shown rounded half-up from the decimal digits as typed.
+    typed = Decimal(thousandths).scaleb(-places)
+    expected = typed.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+    assert Decimal(calculate(f"{typed:f}")) == expected
+    assert Decimal(format_number(float(f"{typed:f}"))) == expected
+
+
+@settings(max_examples=200, deadline=1000)
+@given(st.integers(min_value=0, max_value=10**6), st.integers(min_value=0, max_value=4), st.integers(0, 99))
+def test_leading_zeros_are_read_as_a_person_would(n: int, zeros: int, m: int) -> None:
+    assert calculate("0" * zeros + f"{n} + 1") == str(n + 1)
+    assert calculate(f"{m} * " + "0" * zeros + f"{n}") == str(m * n)
 
 
 # --- random valid expressions agree with exact rational arithmetic --------------------------------------------

@@ -9,7 +9,7 @@ import pytest
 from toolformer.calls import Call
 from toolformer.errors import ToolError
 from toolformer.paths import HOME_ENV
-from toolformer.tools.qa import extractive_reader, qa_tool
+from toolformer.tools.qa import as_statement, extractive_reader, qa_tool, span_reader
 from toolformer.tools.wikisearch import Searcher, split_sentences
 
 DOCS = [
@@ -75,9 +75,33 @@ def test_sentence_splitter_keeps_initials_and_abbreviations() -> None:
     assert split_sentences(text) == ["J. R. R. Tolkien wrote books.", "Dr. Smith agreed!", "Did he?", "Yes."]
 
 
-def test_tool_answers_from_the_corpus(searcher) -> None:
+def test_tool_answers_from_the_corpus_with_the_short_span(searcher) -> None:
     out = qa_tool(searcher).run(Call("QA", '"Where was Alan Turing born?"'))
-    assert out.ok and out.text == "He was born in Maida Vale, London."
+    assert out.ok and out.text == "Maida Vale"
+    out = qa_tool(searcher).run(Call("QA", '"Alan Turing was born in"'))
+    assert out.ok and out.text == "Maida Vale"
+    sentence = qa_tool(searcher, reader=extractive_reader).run(Call("QA", '"Where was Alan Turing born?"'))
+    assert sentence.text == "He was born in Maida Vale, London."  # the sentence, for callers who want it
+
+
+def test_as_statement_turns_where_and_when_questions_into_statements() -> None:
+    assert as_statement("Where was Alan Turing born?") == "Alan Turing was born in"
+    assert as_statement("When did the war end?") == "the war end"
+    assert as_statement("Joe Biden was born in") == "Joe Biden was born in"
+    assert as_statement("Who broke the Enigma code?") is None
+
+
+def test_span_reader_reads_the_words_after_the_statement_tail() -> None:
+    passages = ["Ada Lovelace\nShe was born in London in 1815. She wrote the first program, and died young."]
+    assert span_reader("Ada Lovelace was born in", passages) == "London"
+    assert span_reader("Ada Lovelace wrote", passages) == "the first program"
+    # no tail of the statement in any sentence, or one bare function word: the best sentence instead
+    assert span_reader("Ada Lovelace is known for", passages) == extractive_reader(
+        "Ada Lovelace is known for", passages
+    )
+    assert span_reader("Who was Ada Lovelace?", passages) == extractive_reader(
+        "Who was Ada Lovelace?", passages
+    )
 
 
 def test_custom_reader_gets_question_and_passages(searcher) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import subprocess
@@ -152,7 +153,9 @@ def test_load_tools_builtin_names() -> None:
 def test_load_tools_module_items() -> None:
     reg = load_tools(f"{__name__}:double_it,{__name__}:greeter,{__name__}:SEVERAL,Calculator")
     assert reg.names() == ["double_it", "Greet", "AlphaTool", "BetaTool", "Calculator"]
-    assert reg["Greet"] is greeter  # a Tool is used as is
+    # A Tool keeps its name, description and schema; its calls go to a worker process that imports the same item.
+    assert dataclasses.replace(reg["Greet"], fn=greeter.fn) == greeter
+    assert reg["Greet"].fn is not greeter.fn
     assert reg["double_it"].parameters["properties"]["x"]["type"] == "integer"
     assert reg.run(Call("double_it", "21")).text == "42"
 

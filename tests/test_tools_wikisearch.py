@@ -280,3 +280,121 @@ def test_document_exclusion_matches_the_documents_own_passage_only() -> None:
     assert not document_exclusion("x", longer_doc)(other)
     assert not document_exclusion("x", "Paris")(other)  # a short text is not an overlap
     assert not document_exclusion(None, "")(passage)
+
+
+# ------------------------------------------------------------------------------------------ remembered fields
+
+
+def _custom_fields_corpus(path: Path) -> Path:
+    rows = [
+        {"key": f"k{d['id']}", "name": d["title"], "content": d["text"], "body": d["title"] + " body"}
+        for d in DOCS
+    ]
+    return write_jsonl(path, rows)
+
+
+def test_an_index_remembers_its_fields_for_every_later_load(home, tmp_path) -> None:
+    path = _custom_fields_corpus(tmp_path / "custom.jsonl")
+    with pytest.raises(DataError, match="'text' is missing.*'content'.*--text-field"):
+        Searcher(path).search("Everest")  # not indexed yet: the error says which fields exist and what to run
+    built = build_index(path, text_field="content", title_field="name", id_field="key")
+    assert index_info(built)["fields"] == {"text": "content", "title": "name", "id": "key"}
+    hit = Searcher(path).search("highest mountain Himalayas")[0]
+    assert (hit["id"], hit["title"]) == ("kd3", "Mount Everest")
+    assert build_index(path) == built  # field-less rebuild: the remembered fields, the same index
+    assert wikisearch_tool(str(path)).run(Call("WikiSearch", "Himalayas")).text.startswith("Mount Everest:")
+    with pytest.raises(DataError, match="'text' is missing"):
+        build_index(path, text_field="text")  # named fields still win
+
+
+def test_the_fields_used_last_win_and_survive_an_edit(home, tmp_path) -> None:
+    path = _custom_fields_corpus(tmp_path / "custom.jsonl")
+    build_index(path, text_field="content", title_field="name", id_field="key")
+    build_index(path, text_field="body", title_field="name", id_field="key")
+    assert Searcher(path).search("body Banana")[0]["text"] == "Banana body"
+    build_index(path, text_field="content", title_field="name", id_field="key")  # cached, and now the latest
+    assert Searcher(path).search("Banana")[0]["text"].startswith("A banana is")
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    rows.append({"key": "new", "name": "Zanzibar", "content": "Zanzibar is an archipelago.", "body": "x"})
+    write_jsonl(path, rows)  # edited corpus: a new index, still with the remembered fields
+    assert Searcher(path).search("Zanzibar archipelago")[0]["id"] == "new"
+
+
+def test_a_corpus_path_may_be_an_index_directory(home, corpus) -> None:
+    index = build_index(corpus)
+    assert Searcher(index).search("Guido Python")[0]["id"] == "d4"
+    assert wikisearch_tool(index).run(Call("WikiSearch", "Himalayas")).text.startswith("Mount Everest:")
+
+
+# ------------------------------------------------------------------------------------------ Markdown/text corpora
+
+
+@pytest.fixture
+def docs(tmp_path) -> Path:
+    folder = tmp_path / "docs"
+    (folder / "guide").mkdir(parents=True)
+    (folder / ".git").mkdir()
+    (folder / "guide" / "install.md").write_text(
+        "# Install\n\nRun the installer with a kettle nearby.\n\n## Linux\n\nUse apt to fetch the zebra package.\n",
+        encoding="utf-8",
+    )
+    (folder / "faq.txt").write_text(
+        "Why is the sky blue? Rayleigh scattering of sunlight by the air molecules.\n\n"
+        "How tall is the Eiffel Tower? It is 330 metres tall, antennas included.\n",
+        encoding="utf-8",
+    )
+    (folder / ".git" / "notes.md").write_text("# Hidden\n\nzebra zebra zebra\n", encoding="utf-8")
+    (folder / "image.png").write_bytes(b"\x89PNG\x00\xff")
+    return folder
+
+
+def test_a_markdown_and_text_folder_is_a_corpus(home, docs) -> None:
+    index = build_index(docs)
+    assert index.name.startswith("docs-") and index_info(index)["kind"] == "documents"
+    assert (
+        index_info(index)["passages"] == 4
+    )  # two sections, two paragraphs; hidden folders and images skipped
+    searcher = Searcher(docs)
+    hit = searcher.search("zebra package apt")[0]
+    assert (hit["id"], hit["title"]) == ("guide/install.md#2", "guide/install.md > Install > Linux")
+    assert hit["text"] == "Use apt to fetch the zebra package."
+    assert searcher.search("Rayleigh scattering")[0]["title"] == "faq.txt"
+    out = wikisearch_tool(docs).run(Call("WikiSearch", "Eiffel Tower"))
+    assert out.text.startswith("faq.txt: How tall is the Eiffel Tower?")
+
+
+def test_single_markdown_and_text_files_are_corpora(home, docs) -> None:
+    install = docs / "guide" / "install.md"
+    assert Searcher(install).search("kettle")[0]["title"] == "install.md > Install"
+    assert Searcher(docs / "faq.txt").search("sky blue")[0]["id"] == "faq.txt#1"
+
+
+def test_an_edited_document_folder_gets_a_new_index(home, docs) -> None:
+    first = build_index(docs)
+    assert build_index(docs) == first
+    (docs / "new.md").write_text("# Okapi\n\nThe okapi is a giraffid.\n", encoding="utf-8")
+    second = build_index(docs)
+    assert second != first and Searcher(docs).search("okapi")[0]["title"] == "new.md > Okapi"
+    (docs / "new.md").rename(
+        docs / "renamed.md"
+    )  # same bytes, another name: the ids change, so does the index
+    assert build_index(docs) not in (first, second)
+
+
+def test_document_corpora_refuse_fields_and_report_bad_files(home, docs, tmp_path) -> None:
+    from toolformer.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="text_field='content' applies to JSONL corpora only"):
+        build_index(docs, text_field="content")
+    assert build_index(docs, text_field="text")  # the default named explicitly is harmless
+    (docs / "latin1.txt").write_bytes("caf\xe9 au lait\n".encode("latin-1"))
+    with pytest.raises(DataError, match="latin1.txt: not UTF-8"):
+        build_index(docs)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="holds no .md, .markdown or .txt file"):
+        build_index(tmp_path / "empty")
+    (tmp_path / "blank.md").write_text("\n\n# Only a heading\n", encoding="utf-8")
+    with pytest.raises(DataError, match="no passages"):
+        build_index(tmp_path / "blank.md")
+    with pytest.raises(DataError, match="does not exist"):
+        build_index(tmp_path / "missing.md")

@@ -281,6 +281,19 @@ def _changed(model_a: Any, model_b: Any, name: str) -> bool:
     return not torch.equal(a, b)
 
 
+def test_a_trained_model_is_marked_zero_shot_keeping_other_settings(tmp_path: Path) -> None:
+    from toolformer.train.trainer import _mark_trained_toolformer
+
+    _mark_trained_toolformer(tmp_path)
+    assert json.loads((tmp_path / "toolformer.json").read_text()) == {"prompt": "zero-shot"}
+    (tmp_path / "toolformer.json").write_text(
+        json.dumps({"base": "smollm2-135m-instruct", "prompt": "few-shot"})
+    )
+    _mark_trained_toolformer(tmp_path)
+    meta = json.loads((tmp_path / "toolformer.json").read_text())
+    assert meta == {"base": "smollm2-135m-instruct", "prompt": "zero-shot"}
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("lora", [False, True], ids=["full", "lora-merged"])
 def test_train_then_load_round_trip(tmp_path: Path, tiny_dir: Path, lora: bool) -> None:
@@ -319,6 +332,9 @@ def test_train_then_load_round_trip(tmp_path: Path, tiny_dir: Path, lora: bool) 
     model, tok = load_model(str(out))
     base, _ = load_model(str(tiny_dir))
     assert _changed(model, base, "model.layers.0.self_attn.q_proj.weight")
+    # Marked as a trained Toolformer: ask and chat prompt it zero-shot, as its training texts read.
+    assert json.loads((out / "toolformer.json").read_text()) == {"prompt": "zero-shot"}
+    assert Toolformer(model, tok).prompt_style == "zero-shot"
     gen = Toolformer(model, tok).generate(["Tom has 3 apples"], DecodeConfig(max_new_tokens=4))
     assert len(gen) == 1 and gen[0].new_tokens >= 1
 

@@ -10,6 +10,7 @@ changed (at least one word):
 - backtranslate: translate into a pivot language and back with the MT tool's engine (`toolformer.tools.mt`,
   NLLB-200); copy k uses the k-th pivot of `pivots`. Without NLLB weights on disk every call fails: the failures
   are counted, the other methods go on, and the report carries the first error (which says how to get the model).
+When no method made a single new row, nothing is written: `augment_file` raises a DataError with those errors.
 Only the text fields change; every other field (the labels) is copied as is, and each new row gets
 `augmentation: {method, source_row}` (and `<id>-<method>-<k>` as id when rows have one). A copy equal to its
 original or to an earlier copy is not written ("unchanged").
@@ -454,7 +455,15 @@ def augment_file(
     out_path = Path(out).expanduser()
     if out_path.resolve() == Path(file).expanduser().resolve():
         raise ConfigError(f"out={str(out)!r} is the input file; write the augmented rows elsewhere")
+    if out_path.is_dir():
+        raise ConfigError(f"out={str(out)!r} is a directory; name the output file (JSONL, CSV or TSV)")
     rows = read_table(file, fmt)  # bad data fails before WordNet or a translator loads
+    if not any(isinstance(row.get(f), str) and row[f].strip() for row in rows for f in fields_):
+        shown = ", ".join(str(k) for k in rows[0])[:200] if rows else "none"
+        raise DataError(
+            f"file {str(file)!r}: no row has a text in text_field={','.join(fields_)!r} (fields of row 1: "
+            f"{shown}); pick them with --text-field"
+        )
     report = AugmentReport(
         input=str(file), out=str(out_path), methods=names, n=n, alpha=alpha, seed=seed, text_fields=fields_,
         rows_in=len(rows),
@@ -470,6 +479,15 @@ def augment_file(
         rows, fields_, names, n=n, alpha=alpha, seed=seed, synonyms=synonyms, translator=translator,
         pivots=pivot_list, id_field=id_field, keep_original=keep_original, report=report,
     )  # fmt: skip
+    if not any(st.made for st in report.per_method.values()):
+        # Only the originals (or nothing) would be written: no file rather than a copy that looks like a result.
+        why = "; ".join(
+            f"{name}: {st.failed} failed ({st.first_error})"
+            if st.failed
+            else f"{name}: {st.unchanged} unchanged"
+            for name, st in report.per_method.items()
+        )
+        raise DataError(f"file {str(file)!r}: no new row was made ({why}); nothing written to {str(out)!r}")
     report.rows_out = write_table(out_path, result)
     report.originals_written = len(rows) if keep_original else 0
     report.seconds = round(time.time() - started, 2)

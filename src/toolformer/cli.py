@@ -25,8 +25,41 @@ from toolformer.evals.config import EvalConfig
 from toolformer.serve.config import API_KEY_ENV, ServeConfig
 from toolformer.train.config import TrainConfig
 
+
+def _escape_help(command: Any) -> None:
+    """Escape rich markup in every help text of `command` and its subcommands, once per built command tree.
+
+    Typer renders help as rich markup, which would eat the extra of an install hint (`pip install
+    'toolformer-kit[train]'` shown as `pip install 'toolformer-kit'`); no help text here means markup.
+    """
+    from rich.markup import escape
+
+    if getattr(command, "_toolformer_help_escaped", False):
+        return
+    command._toolformer_help_escaped = True
+    for attr in ("help", "short_help", "epilog"):
+        value = getattr(command, attr, None)
+        if isinstance(value, str):
+            setattr(command, attr, escape(value))
+    for param in getattr(command, "params", []):
+        if isinstance(getattr(param, "help", None), str):
+            param.help = escape(param.help)
+    for sub in getattr(command, "commands", {}).values():
+        _escape_help(sub)
+
+
+class _LiteralHelp(TyperGroup):
+    """The `toolformer` group: help texts are shown as written (see `_escape_help`)."""
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        _escape_help(self)
+        return super().main(*args, **kwargs)
+
+
 app = typer.Typer(
-    help="Teach language models to use tools, and run them with those tools.", no_args_is_help=True
+    cls=_LiteralHelp,
+    help="Teach language models to use tools, and run them with those tools.",
+    no_args_is_help=True,
 )
 tools_app = typer.Typer(help="List and call tools.", no_args_is_help=True)
 index_app = typer.Typer(help="Build search indexes for WikiSearch and QA.", no_args_is_help=True)
@@ -47,8 +80,8 @@ annotate_app = typer.Typer(
     cls=_RunByDefault,
     help=(
         "Annotate a corpus with tool calls (paper §2): `toolformer annotate FILE [options]` (same as `annotate run "
-        "FILE`), then `toolformer annotate inspect DIR --id ID`. An input file literally named `inspect` needs "
-        "`annotate run inspect`."
+        "FILE`), then `toolformer annotate inspect DIR` (documents by gain) or `inspect DIR --id ID`. An input file "
+        "literally named `inspect` needs `annotate run inspect`."
     ),
     no_args_is_help=True,
 )
@@ -65,8 +98,14 @@ BACKEND_HELP = (
 TOOLS_HELP = "Tools: comma-separated built-in names (Calculator,Calendar,WikiSearch,QA,MT), module:function or mcp:COMMAND."
 
 
+def print_error(message: object) -> None:
+    """`error: MESSAGE` as one line on stderr: red on a terminal, never wrapped, never read as rich markup."""
+    text = " ".join(str(message).split("\n"))
+    err_console.print(Text.assemble(("error:", "red"), " ", text), soft_wrap=True, highlight=False)
+
+
 def clean_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn a ToolformerError into one red line and exit code 2 instead of a traceback."""
+    """Turn a ToolformerError (or an OSError about a named file) into one line and exit code 2, not a traceback."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -76,7 +115,12 @@ def clean_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return fn(*args, **kwargs)
         except ToolformerError as exc:
-            err_console.print(f"[red]error:[/red] {exc}", highlight=False)
+            print_error(exc)
+            raise typer.Exit(2) from None
+        except OSError as exc:
+            if exc.filename is None:  # not about a path the user gave: a bug, keep the traceback
+                raise
+            print_error(f"{exc.filename}: {exc.strerror or exc}")
             raise typer.Exit(2) from None
 
     return wrapper
@@ -102,13 +146,37 @@ def _trace_table(calls: list[Any]) -> Table:
         table.add_column(col, overflow="fold")
     for i, c in enumerate(calls, 1):
         style = None if c.ok else "red"
-        table.add_row(str(i), c.tool, c.input, c.output, f"{c.seconds * 1000:.1f}", style=style)
+        # Text cells: a call's input or result is data, never rich markup (`[1]`, `[edit]` would vanish).
+        table.add_row(
+            str(i), Text(c.tool), Text(c.input), Text(c.output), f"{c.seconds * 1000:.1f}", style=style
+        )
     return table
 
 
+CORPUS_HELP = (
+    "Corpus for WikiSearch and QA: a JSONL(.gz) file (read with the fields its `index build` named), a folder of "
+    "Markdown/text files or an index directory (default: the shipped Wikipedia corpus)."
+)
+STREAM_HELP = "Print the answer as it is written, calls as they run (default: when stdout is a terminal)."
+
+
+def _answer_printer(stream: bool | None, as_json: bool, stops: Any = (), json_calls: bool = False) -> Any:
+    """An AnswerPrinter on stdout when the answer should stream (never with --json), else None."""
+    if as_json or not (console.is_terminal if stream is None else stream):
+        return None
+    from toolformer.live import AnswerPrinter
+
+    return AnswerPrinter(console, stops, json_calls=json_calls)
+
+
 def _tool_options(corpus: Path | None, mt_model: str | None) -> dict[str, Any]:
+    """The built-in tools' options; a given corpus is indexed (or its cached index found) here, before any model
+    loads, so a bad corpus is one line now rather than a failed call later."""
     opts: dict[str, Any] = {}
     if corpus is not None:
+        from toolformer.tools.wikisearch import build_index
+
+        build_index(corpus)
         opts["corpus"] = corpus
     if mt_model is not None:
         opts["mt_model"] = mt_model
@@ -130,14 +198,16 @@ def ask(
     sample: bool = typer.Option(False, "--sample", help="Sample instead of greedy decoding."),
     temperature: float = typer.Option(0.7, help="Sampling temperature."),
     seed: int = typer.Option(None, help="Random seed."),
-    corpus: Path = typer.Option(None, help="JSONL corpus for WikiSearch and QA (default: the shipped one)."),
+    corpus: Path = typer.Option(None, help=CORPUS_HELP),
     mt_model: str = typer.Option(None, help="Translation model for MT (directory or hub id)."),
     backend: str = typer.Option("auto", "--backend", help=BACKEND_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+    stream: bool | None = typer.Option(None, "--stream/--no-stream", help=STREAM_HELP),
 ) -> None:
     """Answer with tool calls: `toolformer ask "What is 23 times 47?"`."""
     from toolformer.runtime.decode import DecodeConfig
     from toolformer.runtime.engine import Toolformer
+    from toolformer.runtime.prompts import STOP
 
     config = DecodeConfig(
         max_new_tokens=max_new_tokens,
@@ -150,7 +220,8 @@ def ask(
     )
     with err_console.status("loading model"):
         tf = Toolformer.load(model, tools, backend=backend, **_tool_options(corpus, mt_model))
-    gen = tf.ask(question, config)
+    printer = _answer_printer(stream, as_json, stops=config.stop or STOP)
+    gen = tf.ask(question, config, on_event=printer.on_event if printer else None)
     if as_json:
         print(
             json.dumps(
@@ -160,7 +231,10 @@ def ask(
             )
         )
         return
-    console.print(_render_text(gen.text.strip()))
+    if printer is not None:
+        printer.finish(gen.text)
+    else:
+        console.print(_render_text(gen.text.strip()))
     if gen.calls:
         console.print(_trace_table(gen.calls))
     else:
@@ -176,10 +250,12 @@ def chat(
     max_new_tokens: int = typer.Option(256, help="Tokens per reply."),
     system: str = typer.Option(None, help="System prompt."),
     backend: str = typer.Option("auto", "--backend", help=BACKEND_HELP),
+    stream: bool | None = typer.Option(None, "--stream/--no-stream", help=STREAM_HELP),
 ) -> None:
     """Chat in the terminal through the model's chat template; tools run as the model calls them."""
     from toolformer.runtime.decode import DecodeConfig
     from toolformer.runtime.engine import Toolformer
+    from toolformer.serve.stream import join_rounds, tidy
 
     with err_console.status("loading model"):
         tf = Toolformer.load(model, tools, backend=backend)
@@ -194,9 +270,18 @@ def chat(
         if not line.strip():
             continue
         messages.append({"role": "user", "content": line})
-        result = tf.chat(messages, config)
+        printer = _answer_printer(stream, False, stops=config.stop, json_calls=True)
+        if printer is not None:
+            printer.begin(Text("model> ", style="bold green"))
+        result = tf.chat(messages, config, on_event=printer.on_event if printer else None)
+        added = result.messages[len(messages) :]
         messages = result.messages
-        console.print(Text("model> ", style="bold green") + _render_text(result.content.strip()))
+        if printer is not None:  # every round's content, as the stream showed them
+            printer.finish(
+                join_rounds([tidy(m.get("content") or "") for m in added if m["role"] == "assistant"])
+            )
+        else:
+            console.print(Text("model> ", style="bold green") + _render_text(result.content.strip()))
         if result.calls:
             console.print(_trace_table(result.calls))
 
@@ -214,7 +299,7 @@ def tools_list(tools: str = typer.Option(None, "--tools", "-t", help=TOOLS_HELP)
     table.add_column("description", overflow="fold")
     for name in reg.names():
         t = reg.get(name)
-        table.add_row(name, ", ".join(t.param_names) or "-", t.description)
+        table.add_row(Text(name), ", ".join(t.param_names) or "-", Text(t.description))
     console.print(table)
 
 
@@ -224,7 +309,7 @@ def tools_call(
     name: str = typer.Argument(..., help="Tool name, e.g. Calculator."),
     input: str = typer.Argument("", help='The input, as written inside the call: "23*47", "Joe Biden".'),
     tools: str = typer.Option(None, "--tools", "-t", help=TOOLS_HELP),
-    corpus: Path = typer.Option(None, help="JSONL corpus for WikiSearch and QA."),
+    corpus: Path = typer.Option(None, help=CORPUS_HELP),
     mt_model: str = typer.Option(None, help="Translation model for MT."),
     timeout: float = typer.Option(None, help="Seconds before the call gives up."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
@@ -242,30 +327,49 @@ def tools_call(
                 {"tool": name, "input": input, "output": out.text, "ok": out.ok, "seconds": out.seconds}
             )
         )
-    else:
+    elif out.ok:
         print(out.text)
+    else:  # like every other error: one line on stderr, exit code 2
+        print_error(f"{name}({input}): {out.text.removeprefix('error:').strip()}")
     if not out.ok:
-        raise typer.Exit(1)
+        raise typer.Exit(2)
 
 
 @index_app.command("build")
 @clean_errors
 def index_build(
-    corpus: Path = typer.Argument(..., help="JSONL file, one passage per line."),
-    text_field: str = typer.Option("text", help="Field holding the passage text."),
-    title_field: str = typer.Option("title", help="Field holding the title (optional in the data)."),
-    id_field: str = typer.Option("id", help="Field holding the passage id (optional in the data)."),
+    corpus: Path = typer.Argument(
+        ...,
+        help="JSONL(.gz) file with one passage per line, or a folder of Markdown/text files (or one .md/.txt "
+        "file): one passage per section or paragraph.",
+    ),
+    text_field: str = typer.Option(
+        None,
+        help="JSONL field holding the passage text (default: the one this file was indexed with last, else "
+        "text). The index remembers it: every later --corpus FILE reads this field.",
+    ),
+    title_field: str = typer.Option(
+        None, help="JSONL field holding the title (default: remembered, else title)."
+    ),
+    id_field: str = typer.Option(
+        None, help="JSONL field holding the passage id (default: remembered, else id)."
+    ),
     name: str = typer.Option(None, help="Index name (default: the file name)."),
 ) -> None:
-    """Build (or reuse) the BM25 index of a JSONL corpus for WikiSearch and QA."""
-    from toolformer.tools.wikisearch import build_index
+    """Build (or reuse) the BM25 index of a corpus for WikiSearch and QA."""
+    from toolformer.tools.wikisearch import build_index, index_info
 
     with err_console.status(f"indexing {corpus}"):
         path = build_index(
             corpus, name=name, text_field=text_field, title_field=title_field, id_field=id_field
         )
-    console.print(f"index: {path}")
-    console.print(f"use it with: --corpus {corpus}")
+    info = index_info(path)
+    fields = info.get("fields", {})
+    read = "sections and paragraphs" if info.get("kind") == "documents" else f"field {fields.get('text')!r}"
+    # Plain print: rich would wrap a long path at 80 columns when stdout is not a terminal.
+    print(f"index: {path}")
+    print(f"{info.get('passages')} passages ({read})")
+    print(f"use it with: --corpus {corpus}")
 
 
 _ahelp = functools.partial(field_help, AnnotateConfig)
@@ -382,7 +486,7 @@ def annotate_run(
         )
     console.print(table)
     for bad in report.bad_rows[:10]:
-        err_console.print(f"[yellow]bad row[/yellow] {bad.id}: {bad.reason}", highlight=False)
+        err_console.print(Text.assemble(("bad row", "yellow"), f" {bad.id}: {bad.reason}"), highlight=False)
     if report.bad > 10:
         err_console.print(f"[yellow]… {report.bad - 10} more bad rows: see the records files[/yellow]")
     rate = report.texts_per_hour
@@ -399,13 +503,26 @@ def annotate_run(
 @clean_errors
 def annotate_inspect(
     out: Path = typer.Argument(..., help="The output folder of `toolformer annotate`."),
-    doc_id: str = typer.Option(..., "--id", help="The document id."),
-    as_json: bool = typer.Option(False, "--json", help="Print the document's record as JSON."),
+    doc_id: str = typer.Option(None, "--id", help="The document id (without it: documents listed by gain)."),
+    top: int = typer.Option(
+        10, "--top", min=1, help="Without --id: how many documents to list, largest gain first."
+    ),
+    window: int = typer.Option(
+        60, "--window", min=0, help="Without --id: characters of text shown before and after each call."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the record(s) as JSON."),
 ) -> None:
-    """Show one document's candidate calls with L⁺, L⁻, gain and verdict, and its augmented text."""
-    from toolformer.datagen.annotate import find_document
+    """Show one document's candidate calls with L⁺, L⁻, gain and verdict, and its text; without --id, list the
+    documents with the largest gain L⁻ − L⁺, each call with the text around it."""
+    from toolformer.datagen.outputs import AnnotateFolder
 
-    record, row = find_document(out, doc_id)
+    folder = AnnotateFolder(out)
+    if doc_id is None:
+        _inspect_by_gain(folder, top, window, as_json)
+        return
+    doc = folder.find(doc_id)
+    record = doc.record.to_dict() if doc.record is not None else {"id": doc.id, "split": doc.split}
+    row = doc.row.to_dict() if doc.row is not None else None
     if as_json:
         print(json.dumps({"record": record, "shard_row": row}, ensure_ascii=False, indent=2))
         return
@@ -446,6 +563,44 @@ def annotate_inspect(
         console.print(table)
     if row is not None:
         console.print(_render_text(row["text"]))
+    elif doc.text:
+        console.print(Text(doc.text))
+
+
+def _inspect_by_gain(folder: Any, top: int, window: int, as_json: bool) -> None:
+    """`annotate inspect DIR` without --id: the `top` documents by their largest gain, each call in its context."""
+    docs = [d for d in folder.documents() if d.gain is not None]
+    docs.sort(key=lambda d: -d.gain)
+    shown = docs[:top]
+    if as_json:
+        listed = [
+            {
+                "id": d.id,
+                "split": d.split,
+                "verdict": d.record.verdict if d.record is not None else "kept",
+                "gain": d.gain,
+                "calls": [vars(c) for c in d.contexts(window)],
+            }
+            for d in shown
+        ]
+        print(json.dumps(listed, ensure_ascii=False, indent=2))
+        return
+    console.print(
+        f"{len(shown)} of {len(docs)} scored documents, largest gain L⁻ − L⁺ first ({window} characters around "
+        "each call; --id ID for one document's losses)",
+        highlight=False,
+    )
+    for d in shown:
+        verdict = d.record.verdict if d.record is not None else "kept"
+        console.print(Text(f"{d.id}  gain {_fmt_loss(d.gain)}  split={d.split}  {verdict}", style="bold"))
+        for c in d.contexts(window):
+            before = c.before.replace("\n", "↵")
+            after = c.after.replace("\n", "↵")
+            line = Text(f"  {_fmt_loss(c.gain):>7}  {'kept' if c.kept else c.reason:<12}  ")
+            line.append("…" + before + ("" if not before or before[-1].isspace() else " "))
+            line.append(c.call, style="bold green" if c.kept else "bold")
+            line.append(("" if not after or after[0].isspace() else " ") + after + "…")
+            console.print(line)
 
 
 _ehelp = functools.partial(field_help, EvalConfig)
@@ -470,6 +625,8 @@ def eval_command(
     batch_size: int = typer.Option(_edefault("batch_size"), help=_ehelp("batch_size")),
     max_new_tokens: int = typer.Option(None, help=_ehelp("max_new_tokens")),
     tools: str = typer.Option(None, "--tools", "-t", help=_ehelp("tools")),
+    corpus: str = typer.Option(None, help=_ehelp("corpus")),
+    ceiling: bool = typer.Option(None, "--ceiling/--no-ceiling", help=_ehelp("ceiling")),
     ppl_max_tokens: int = typer.Option(_edefault("ppl_max_tokens"), help=_ehelp("ppl_max_tokens")),
     device: str = typer.Option(_edefault("device"), help=_ehelp("device")),
     out: str = typer.Option(_edefault("out"), "--out", "-o", help=_ehelp("out")),
@@ -478,13 +635,15 @@ def eval_command(
     """Evaluate like the paper: `toolformer eval MODEL --suite math --shots 4 --out DIR`.
 
     Runs every dataset of the suite in modes tools / disabled (/ baseline), writes DIR/report.md,
-    DIR/results.json, DIR/predictions.jsonl and DIR/plot.png, and prints the table.
+    DIR/results.json, DIR/predictions.jsonl, DIR/ceiling.jsonl (the tool ceiling) and DIR/plot.png, and
+    prints the tables. `--suite all` runs math, facts, qa, temporal, ppl and notool into one report.
     """
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 
     from toolformer.evals.config import EvalConfig
     from toolformer.evals.evaluate import evaluate, load_datasets, total_steps
     from toolformer.evals.report import rich_tables, write_outputs
+    from toolformer.progress import Progress  # a bar on a terminal, plain lines when stderr is a log
 
     config = EvalConfig(
         model=model,
@@ -502,13 +661,15 @@ def eval_command(
         batch_size=batch_size,
         max_new_tokens=max_new_tokens,
         tools=tools,
+        corpus=corpus,
+        ceiling=ceiling,
         ppl_max_tokens=ppl_max_tokens,
         device=device,
         out=out,
     )
     loaded = load_datasets(config)  # bad data fails here, before a model is loaded
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
-    with Progress(*columns, console=err_console, disable=quiet, transient=True) as bar:
+    with Progress(*columns, console=err_console, disable=quiet, transient=True, name="eval") as bar:
         task = bar.add_task("loading model", total=total_steps(config, loaded))
 
         def progress(description: str, n: int) -> None:
@@ -518,6 +679,8 @@ def eval_command(
     paths = write_outputs(results, config.out)
     for table in rich_tables(results):
         console.print(table)
+    for notice in results.notices():
+        err_console.print(Text(f"note: {notice}", style="yellow"))
     console.print(f"outputs: {', '.join(str(p) for p in paths.values())}", highlight=False)
 
 
@@ -551,6 +714,9 @@ def train_command(
     mix_ratio: str = typer.Option(str(_tdefault("mix_ratio")), help=_thelp("mix_ratio")),
     mix_from: str = typer.Option(_tdefault("mix_from"), help=_thelp("mix_from")),
     dev_fraction: float = typer.Option(_tdefault("dev_fraction"), help=_thelp("dev_fraction")),
+    allow_partial: bool = typer.Option(
+        _tdefault("allow_partial"), "--allow-partial", help=_thelp("allow_partial")
+    ),
     max_dev_texts: int = typer.Option(_tdefault("max_dev_texts"), help=_thelp("max_dev_texts")),
     eval_steps: int = typer.Option(_tdefault("eval_steps"), help=_thelp("eval_steps")),
     save_steps: int = typer.Option(_tdefault("save_steps"), help=_thelp("save_steps")),
@@ -602,6 +768,7 @@ def train_command(
         mix_ratio=parse_mix_ratio(mix_ratio),
         mix_from=mix_from,
         dev_fraction=dev_fraction,
+        allow_partial=allow_partial,
         max_dev_texts=max_dev_texts,
         eval_steps=eval_steps,
         save_steps=save_steps,
@@ -630,6 +797,7 @@ def train_command(
             f"{report.steps}" + (f" (resumed at {report.start_step})" if report.resumed_from else ""),
         ),
         ("texts", f"{report.train_texts} train ({share} with a call), {report.dev_texts} dev"),
+        ("documents", _documents_line(report.mix.get("documents") or {})),
         ("final loss", _fmt_loss(report.losses[-1]["loss"] if report.losses else None)),
         (
             "dev ppl",
@@ -644,6 +812,16 @@ def train_command(
     for note in report.mix.get("notes", []):
         err_console.print(f"[yellow]note:[/yellow] {note}", highlight=False)
     console.print(f'use it: toolformer ask --model {report.out} "What is 23 times 47?"', highlight=False)
+
+
+def _documents_line(counts: dict[str, Any]) -> str:
+    """Every document of the data: `200: 127 with a call, 73 plain, 0 dropped (reason: n, ...)`."""
+    if not counts:
+        return "-"
+    dropped = counts.get("dropped") or {}
+    line = f"{counts.get('total', 0)}: {counts.get('annotated', 0)} with a call, {counts.get('plain', 0)} plain, "
+    line += f"{sum(dropped.values())} dropped"
+    return line + (f" ({', '.join(f'{k}: {v}' for k, v in dropped.items())})" if dropped else "")
 
 
 _chelp = functools.partial(field_help, CompressConfig)
@@ -715,7 +893,7 @@ def compress_command(
 
     def progress(message: str) -> None:
         if not quiet:
-            err_console.print(f"[dim]{message}[/dim]", highlight=False)
+            err_console.print(Text(message, style="dim"), highlight=False)
 
     result = compress(config, progress=progress)
     table = Table(title=f"{result.recipe['name']}: {config.model} → {result.out}")
@@ -940,13 +1118,13 @@ def augment_command(
         )
     for name, st in report.per_method.items():
         table.add_row(
-            name, str(st.rows_in), str(st.made), str(st.unchanged), str(st.failed), st.first_error or "",
+            name, str(st.rows_in), str(st.made), str(st.unchanged), str(st.failed), Text(st.first_error or ""),
             style="red" if st.failed else None,
         )  # fmt: skip
     console.print(table)
     if report.skipped_rows:
         err_console.print(
-            f"[yellow]{report.skipped_rows} rows have no text in {','.join(report.text_fields)}[/yellow]"
+            Text(f"{report.skipped_rows} rows have no text in {','.join(report.text_fields)}", style="yellow")
         )
     console.print(f"report: {report.out}.report.json", highlight=False)
 
@@ -973,7 +1151,7 @@ def serve(
     max_request_bytes: int = typer.Option(_sdefault("max_request_bytes"), help=_shelp("max_request_bytes")),
     request_timeout: float = typer.Option(_sdefault("request_timeout"), help=_shelp("request_timeout")),
     examples: str = typer.Option(_sdefault("examples"), help=_shelp("examples")),
-    corpus: Path = typer.Option(None, help="JSONL corpus for WikiSearch and QA (default: the shipped one)."),
+    corpus: Path = typer.Option(None, help=CORPUS_HELP),
     mt_model: str = typer.Option(None, help="Translation model for MT (directory or hub id)."),
     log_level: str = typer.Option("info", help="Server log level: debug, info, warning, error."),
 ) -> None:
@@ -1009,6 +1187,111 @@ def serve(
         highlight=False,
     )
     uvicorn.run(create_app(be, config), host=host, port=port, log_level=log_level.lower())
+
+
+mixture_app = typer.Typer(
+    help="The all-tools training mixture: candidate texts per tool (build), then the training file (assemble).",
+    no_args_is_help=True,
+)
+app.add_typer(mixture_app, name="mixture")
+
+
+@mixture_app.command("build")
+@clean_errors
+def mixture_build(
+    out: Path = typer.Option(
+        ..., "--out", "-o", help="Folder for the candidate files (main, mt, calendar-*, plain, chat)."
+    ),
+    gsm8k: Path = typer.Option(
+        ..., help="GSM8K *train* JSONL (question, solution, answer) for the Calculator texts."
+    ),
+    vital_es: Path = typer.Option(
+        None, help="Spanish Vital Articles JSONL for the MT texts (none: no MT texts)."
+    ),
+    calculator: int = typer.Option(600, help="Calculator texts (GSM8K problems that compose into one call)."),
+    wikisearch: int = typer.Option(700, help="WikiSearch question texts from English Vital Articles leads."),
+    qa: int = typer.Option(400, help="QA statements to complete from English Vital Articles leads."),
+    mt: int = typer.Option(
+        260, help="MT question texts about Spanish sentences (answers written by the MT tool)."
+    ),
+    calendar: int = typer.Option(14, help="Calendar question texts per date."),
+    dates: str = typer.Option(
+        "2021-03-14,2022-07-02,2023-01-30,2023-11-09,2024-05-21,2025-09-03,2026-02-27,2027-12-18",
+        help="Dates of the Calendar texts, comma-separated; annotate each file with TOOLFORMER_TODAY=DATE.",
+    ),
+    plain: int = typer.Option(200, help="Plain passages (English leads, no call belongs)."),
+    chat_model: str = typer.Option(
+        "smollm2-135m-instruct", help="Model answering the conversational no-call prompts ('' to skip them)."
+    ),
+    mt_model: str = typer.Option(
+        None, help="Translation model for the MT answers (default: NLLB if on disk, else Apertium)."
+    ),
+    seed: int = typer.Option(0, help="Seed of the article order and of the question forms."),
+) -> None:
+    """Write candidate texts for every tool: `toolformer mixture build --gsm8k train.jsonl --out cands/`."""
+    import datetime as dt
+
+    from toolformer.datagen import mixture
+    from toolformer.errors import ConfigError
+
+    try:
+        days = [dt.date.fromisoformat(d.strip()) for d in dates.split(",") if d.strip()]
+    except ValueError as exc:
+        raise ConfigError(f"dates={dates!r}: {exc}") from None
+    for name, path in (("gsm8k", gsm8k), ("vital-es", vital_es)):
+        if path is not None and not Path(path).is_file():
+            raise ToolformerError(f"--{name} {str(path)!r}: no such file")
+    counts = {
+        "calculator": calculator,
+        "wikisearch": wikisearch,
+        "qa": qa,
+        "mt": mt,
+        "calendar": calendar,
+        "plain": plain,
+    }
+    translate = mixture.tool_translator(mt_model) if vital_es is not None and mt else None
+    summary = mixture.build_candidates(out, gsm8k, vital_es, counts, days, translate=translate, seed=seed)
+    if chat_model:
+        rows = mixture.chat_texts(mixture.chat_generator(chat_model))
+        mixture.write_jsonl(Path(out) / "chat.jsonl", rows)
+        summary["chat.jsonl"] = mixture.count_kinds(rows)
+    print(json.dumps(summary, indent=1))
+
+
+@mixture_app.command("assemble")
+@clean_errors
+def mixture_assemble(
+    annotated: list[Path] = typer.Argument(..., help="`toolformer annotate` output folders."),
+    plain: list[Path] = typer.Option([], help="JSONL files of plain texts (no calls), repeatable."),
+    out: Path = typer.Option(
+        ..., "--out", "-o", help="The training JSONL to write (a report JSON beside it)."
+    ),
+    tools: str = typer.Option(
+        "Calculator,Calendar,WikiSearch,QA,MT",
+        help="Tools the header may name (built-in names, module:function).",
+    ),
+    rejected_ratio: float = typer.Option(
+        0.15, help="Texts whose call the filter dropped, per kept text (no call)."
+    ),
+    header_share: float = typer.Option(0.25, help="Share of the texts written under the tools header."),
+    seed: int = typer.Option(0, help="Seed of the sampling, header subsets and order."),
+    check: list[Path] = typer.Option(
+        [], help="More evaluation files or folders (*.jsonl) to measure n-gram overlap against, repeatable."
+    ),
+) -> None:
+    """Write the training file from kept calls and plain texts: `toolformer mixture assemble ann/ --out train.jsonl`."""
+    from toolformer.datagen import mixture
+    from toolformer.tools import load_tools
+
+    registry = load_tools(tools)
+    rows, counts = mixture.assemble(
+        annotated, plain, list(registry.values()), rejected_ratio, header_share, seed
+    )
+    extra = [f for c in check for f in (sorted(Path(c).rglob("*.jsonl")) if Path(c).is_dir() else [Path(c)])]
+    counts["overlap_8gram"] = mixture.overlap((r["text"] for r in rows), mixture.shipped_eval_files() + extra)
+    mixture.write_jsonl(out, rows)
+    Path(out).with_suffix(".report.json").write_text(json.dumps(counts, indent=1) + "\n", encoding="utf-8")
+    print(json.dumps(counts, indent=1))
 
 
 @app.command()

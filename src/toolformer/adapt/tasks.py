@@ -12,7 +12,6 @@ answer that is not in its context) is dropped and counted with its reason, never
 from __future__ import annotations
 
 import csv
-import gzip
 import io
 import json
 import random
@@ -23,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from toolformer.errors import DataError
+from toolformer.inputs import input_file, read_text
 
 _MISSING = object()
 
@@ -47,20 +47,11 @@ def detect_format(path: str | Path, fmt: str = "auto") -> str:
     )
 
 
-def _open_text(path: Path) -> io.TextIOBase:
-    if path.name.lower().endswith(".gz"):
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8")
-    return path.open(encoding="utf-8", newline="")
-
-
-def read_table(path: str | Path, fmt: str = "auto") -> list[dict[str, Any]]:
-    """Every row of a data file as a dict (see the module docstring for the formats)."""
-    file = Path(path).expanduser()
-    if not file.is_file():
-        raise DataError(f"file {str(path)!r} does not exist")
+def read_table(path: str | Path, fmt: str = "auto", option: str = "file") -> list[dict[str, Any]]:
+    """Every row of a data file as a dict (see the module docstring for the formats); `option` names it in errors."""
+    file = input_file(path, option)
     kind = detect_format(file, fmt)
-    with _open_text(file) as fh:
-        text = fh.read()
+    text = read_text(file, newlines=False)  # csv parses CRLF itself (quoted fields may hold line breaks)
     if kind in ("jsonl", "json"):
         rows = _read_json(text, file, kind)
     elif kind in ("csv", "tsv"):
@@ -344,9 +335,11 @@ def to_example(task: str, row: dict[str, Any], index: int, fields_: dict[str, st
     return Seq2SeqExample(ex_id, source_text, refs)
 
 
-def read_split(path: str | Path, task: str, fields_: dict[str, str], fmt: str = "auto") -> Split:
-    """The usable examples of one file, with the dropped rows counted by reason."""
-    rows = read_table(path, fmt)
+def read_split(
+    path: str | Path, task: str, fields_: dict[str, str], fmt: str = "auto", option: str = "file"
+) -> Split:
+    """The usable examples of one file (given as `option`), with the dropped rows counted by reason."""
+    rows = read_table(path, fmt, option)
     split = Split(rows=len(rows))
     for i, row in enumerate(rows):
         example = to_example(task, row, i, fields_)
@@ -387,10 +380,10 @@ def _sample(examples: list[Any], n: int, seed: int) -> list[Any]:
 def load_task_data(config: Any) -> TaskData:
     """Train, dev and test examples for `config` (an AdaptConfig): dev from --dev or split off the train file."""
     fields_ = field_map(config)
-    train = read_split(config.train, config.task, fields_, config.format)
+    train = read_split(config.train, config.task, fields_, config.format, "train")
     dev_from = "file"
     if config.dev:
-        dev = read_split(config.dev, config.task, fields_, config.format)
+        dev = read_split(config.dev, config.task, fields_, config.format, "dev")
     else:
         # A seeded shuffle, then the first share is dev: reproducible, and no ordering in the file leaks into it.
         order = list(range(len(train.examples)))
@@ -412,7 +405,7 @@ def load_task_data(config: Any) -> TaskData:
         train.examples = _sample(train.examples, config.limit, config.seed)
     if config.max_dev_rows is not None:
         dev.examples = _sample(dev.examples, config.max_dev_rows, config.seed)
-    test = read_split(config.test, config.task, fields_, config.format) if config.test else None
+    test = read_split(config.test, config.task, fields_, config.format, "test") if config.test else None
     labels: list[str] = []
     if config.task in ("classification", "ner"):
         # Labels seen anywhere: a dev/test label absent from train stays in the set, so it counts as a miss.

@@ -201,6 +201,10 @@ def compress(config: CompressConfig, progress: Progress | None = None) -> Compre
     started = time.perf_counter()
     out = Path(config.out).expanduser()
     prepare_out(out, config.overwrite)
+    if config.heal_data is not None:
+        from toolformer.compress.trim import check_heal_data
+
+        check_heal_data(config.heal_data)  # bad heal data fails before the model loads, not after the trim
     if config.method in ("int8-wo", "int4-wo"):
         from toolformer.compress.quantize import torchao_config
 

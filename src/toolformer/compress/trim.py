@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from toolformer.errors import ConfigError, DataError
+from toolformer.inputs import read_text
 
 
 def decoder_layers(model: Any) -> Any:
@@ -152,12 +153,30 @@ def trim_layers(model: Any, keep: list[int]) -> Any:
     return model
 
 
+def _paragraphs(path: Path) -> list[str]:
+    paragraphs = [p.strip() for p in read_text(path).split("\n\n") if p.strip()]
+    if not paragraphs:
+        raise DataError(f"heal_data {str(path)!r} holds no text")
+    return paragraphs
+
+
+def check_heal_data(data: str | Path) -> None:
+    """Read `data` as `heal` will (DataError naming the file, line and field), so bad data fails before a model loads."""
+    path = Path(data).expanduser()
+    if not path.exists():
+        raise DataError(f"heal_data {str(data)!r}: no such file or directory")
+    if path.is_file() and path.suffix.lower() == ".txt":
+        _paragraphs(path)
+        return
+    from toolformer.train.data import read_corpus
+
+    read_corpus(path)
+
+
 def _jsonl_for(path: Path, work: Path) -> Path:
     """A .txt file becomes a JSONL of its blank-line-separated paragraphs; other data is used as given."""
     if path.is_file() and path.suffix.lower() == ".txt":
-        paragraphs = [p.strip() for p in path.read_text(encoding="utf-8").split("\n\n") if p.strip()]
-        if not paragraphs:
-            raise DataError(f"heal_data {str(path)!r} holds no text")
+        paragraphs = _paragraphs(path)
         target = work / "heal.jsonl"
         with target.open("w", encoding="utf-8") as fh:
             for i, text in enumerate(paragraphs):

@@ -11,8 +11,12 @@ shard_id`), cuts them in input order into chunks of `shard_size` and writes each
   character offset in `source_text`, `start`/`end` the call's span in `text`.
 - `records-NNNNN.jsonl`: every document of the chunk, kept or not, in input order: `{"id", "split", "status"
   ("ok" or "bad"), "verdict" (why the text was kept or dropped), "tools_applied", "kept_calls", "candidates":
-  [every candidate with its call, position, token index, L⁺, L⁻, L(ε), L(e(c, ε)), gain, kept, reason]}`. A bad
-  input row (missing field, not a string, empty, too long, duplicate id, not JSON) is a record with status "bad".
+  [every candidate with its call, position, token index, L⁺, L⁻, L(ε), L(e(c, ε)), gain, kept, reason]}`, plus
+  the document's `text` when it kept no call (so a folder holds every document's text: `train` mixes these in as
+  plain texts). A bad input row (missing field, not a string, empty, too long, duplicate id) is a record with
+  status "bad"; a line that is not JSON, an empty input or one where no row gives a document stops the run before
+  anything is written or loaded. `outputs.AnnotateFolder` reads a folder back as typed records
+  (`records.DocumentRecord`, `records.TrainingRow`).
 
 The records file is written after the shard file and is the chunk's completion mark. A rerun with the same
 options skips every chunk whose two files exist and whose ids match the input (checked line by line), and redoes
@@ -35,7 +39,8 @@ import contextlib
 import json
 import os
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections import Counter
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -48,7 +53,6 @@ from toolformer.datagen.io import (
     Source,
     iter_rows,
     open_source,
-    read_jsonl,
     record_id,
     remove_stale_temps,
     source_sha256,
@@ -57,6 +61,7 @@ from toolformer.datagen.io import (
     write_jsonl_atomic,
 )
 from toolformer.datagen.merge import best_per_position, merge_spans, shard_of, split_of
+from toolformer.datagen.outputs import read_records, read_rows
 from toolformer.datagen.records import Candidate, Document
 from toolformer.errors import ConfigError, DataError, ToolformerError, require
 
@@ -414,6 +419,7 @@ class Pipeline:
             "candidates": [_cand_record(c) for c in cands],
         }
         if not kept:
+            record["text"] = doc.text  # its only copy in the folder: train uses it as a plain text
             return record, None
         text, spans = merge_spans(doc.text, kept)
         calls = [
@@ -555,6 +561,54 @@ def _worker_rows(source: Source, config: AnnotateConfig) -> Iterator[_Row]:
         yield _Row(doc_id, fallback_id, value, first if first != fallback_id else None)
 
 
+def _plan(source: Source, config: AnnotateConfig) -> list[list[str]]:
+    """This worker's chunks of document ids, after checking that the input can give documents at all.
+
+    DataError (one line naming the input) for an empty input, a JSONL line that is not JSON (a broken file, not a
+    bad row) and, in a single-worker run, an input none of whose rows gives a document (a wrong --text-field).
+    Rows that are merely unusable (a missing field in some rows, an empty text) are recorded as bad rows later.
+    """
+    where = str(source.path) if source.path is not None else source.name
+    plan: list[list[str]] = []
+    chunk: list[str] = []
+    rows = usable = 0
+    reasons: Counter[str] = Counter()
+    fields_seen: list[str] | None = None
+    for row in _worker_rows(source, config):
+        rows += 1
+        if isinstance(row.value, BadRow):
+            line = row.fallback_id.rsplit(":", 1)[-1]
+            what = row.value.reason.removeprefix("line ")
+            raise DataError(f"input {where!r}: line {line} {what}; fix or remove the line")
+        if fields_seen is None and isinstance(row.value, dict):
+            fields_seen = [str(k) for k in row.value]
+        item = _make_item(row, config)
+        if isinstance(item, BadRow):
+            reasons[item.reason] += 1
+        else:
+            usable += 1
+        chunk.append(row.id)
+        if len(chunk) == config.shard_size:
+            plan.append(chunk)
+            chunk = []
+    if chunk:
+        plan.append(chunk)
+    if rows == 0 and (config.num_shards == 1 or next(iter_rows(source), None) is None):
+        limited = f" within --limit {config.limit}" if config.limit is not None else ""
+        raise DataError(f"input {where!r} holds no documents{limited}: nothing to annotate")
+    if rows and not usable and config.num_shards == 1:
+        top = "; ".join(f"{reason} ({n})" for reason, n in reasons.most_common(2))
+        hint = ""
+        if any(r.startswith("missing field") for r in reasons) and config.format not in (
+            "gsm8k",
+            "gsm8k-answer",
+        ):
+            shown = ", ".join(fields_seen[:8]) if fields_seen else "none"
+            hint = f"; its fields: {shown}: pick the text with --text-field"
+        raise DataError(f"input {where!r}: none of its {rows} rows gives a document ({top}){hint}")
+    return plan
+
+
 def _make_item(row: _Row, config: AnnotateConfig) -> Document | BadRow:
     if row.duplicate_of is not None:
         return BadRow(row.id, f"duplicate id (first seen at {row.duplicate_of})")
@@ -583,6 +637,24 @@ def _gsm8k_item(row: _Row, config: AnnotateConfig) -> Document | BadRow:
     return doc
 
 
+def input_documents(config: AnnotateConfig, ids: Collection[str]) -> dict[str, Document]:
+    """The documents `ids` of `config.input`, built exactly as a run with `config` builds them (every worker's).
+
+    For folders written before records held the texts of documents that kept no call (`outputs.AnnotateFolder`).
+    """
+    wanted = set(ids)
+    found: dict[str, Document] = {}
+    source = open_source(config.input, config.format, config.text_unit, config.hf_split)
+    for row in _worker_rows(source, replace(config, num_shards=1, shard_id=0)):
+        if row.id in wanted and row.id not in found and row.duplicate_of is None:
+            item = _make_item(row, config)
+            if isinstance(item, Document):
+                found[row.id] = item
+                if len(found) == len(wanted):
+                    break
+    return found
+
+
 def _chunks(rows: Iterator[_Row], size: int) -> Iterator[list[_Row]]:
     chunk: list[_Row] = []
     for row in rows:
@@ -603,14 +675,13 @@ def _chunk_complete(out: Path, names: OutputNames, index: int, ids: list[str]) -
     if not rec_path.is_file() or not shard_path.is_file():
         return False
     try:
-        records = read_jsonl(rec_path)
-        rows = read_jsonl(shard_path)
+        records = read_records(rec_path)
+        rows = read_rows(shard_path)
     except (DataError, OSError, UnicodeDecodeError):
         return False
-    if [r.get("id") for r in records] != ids:
+    if [r.id for r in records] != ids:
         return False
-    kept_ids = [r["id"] for r in records if r.get("kept_calls", 0) > 0]
-    return [r.get("id") for r in rows] == kept_ids
+    return [r.id for r in rows] == [r.id for r in records if r.kept_calls > 0]
 
 
 def _write_chunk(
@@ -672,32 +743,32 @@ def _collect(report: AnnotateReport, out: Path, names: OutputNames, n_chunks: in
     for index in range(n_chunks):
         report.records.append(names.records(out, index))
         report.shards.append(names.shard(out, index))
-        for rec in read_jsonl(names.records(out, index)):
+        for rec in read_records(names.records(out, index)):
             report.documents += 1
-            if rec.get("status") == "bad":
+            if rec.status == "bad":
                 report.bad += 1
                 if len(report.bad_rows) < MAX_BAD_IN_MANIFEST:
-                    report.bad_rows.append(BadRow(rec["id"], rec.get("verdict", "")))
+                    report.bad_rows.append(BadRow(rec.id, rec.verdict))
                 continue
-            if rec.get("kept_calls", 0) > 0:
+            if rec.kept_calls > 0:
                 report.texts_kept += 1
-                report.calls_kept += rec["kept_calls"]
-                report.dev_texts += rec.get("split") == "dev"
-            for tool_name in rec.get("tools_applied", []):
+                report.calls_kept += rec.kept_calls
+                report.dev_texts += rec.split == "dev"
+            for tool_name in rec.tools_applied:
                 stats.setdefault(tool_name, ToolStats()).texts += 1
             positions: dict[str, set[int]] = {}
             kept_tools: set[str] = set()
-            for cand in rec.get("candidates", []):
-                st = stats.setdefault(cand["tool"], ToolStats())
+            for cand in rec.candidates:
+                st = stats.setdefault(cand.tool, ToolStats())
                 st.proposed += 1
-                positions.setdefault(cand["tool"], set()).add(cand["position"])
-                if cand.get("ok"):
+                positions.setdefault(cand.tool, set()).add(cand.position)
+                if cand.ok:
                     st.executed_ok += 1
-                elif cand.get("ok") is False:
+                elif cand.ok is False:
                     st.executed_error += 1
-                if cand.get("kept"):
+                if cand.kept:
                     st.kept += 1
-                    kept_tools.add(cand["tool"])
+                    kept_tools.add(cand.tool)
             for tool_name, found in positions.items():
                 stats[tool_name].positions += len(found)
             for tool_name in kept_tools:
@@ -810,11 +881,31 @@ def annotate(
         require("ray", "scale")
     started = time.time()
     out = Path(config.out).expanduser()
-    out.mkdir(parents=True, exist_ok=True)
     names = OutputNames(config.shard_id, config.num_shards)
+    # The input, the tools, an earlier run's options and the model are checked before anything is written: a bad
+    # input leaves no folder, lock or manifest behind.
+    source = open_source(config.input, config.format, config.text_unit, config.hf_split)
+    plan = _plan(source, config)
+    sha = source_sha256(source)
+    _check_manifests(out, config, sha, names)
+    load_started = time.time()
+    if tools is None:
+        from toolformer.tools import load_tools
+
+        tools = load_tools(config.tool_names())  # cheap: indexes and models load on first use
+    tool_names = list(tools) if isinstance(tools, Mapping) else config.tool_names()
+    pipeline: Pipeline | None = None
+
+    def load_pipeline() -> Pipeline:
+        return build_pipeline(config, model, tokenizer, tools, proposers, applies, execute_fn, filter_fn)
+
+    if config.backend == "local" and not all(
+        _chunk_complete(out, names, i, ids) for i, ids in enumerate(plan)
+    ):
+        pipeline = load_pipeline()
+    load_seconds = time.time() - load_started
+    out.mkdir(parents=True, exist_ok=True)
     with _locked(names.lock(out)):
-        source = open_source(config.input, config.format, config.text_unit, config.hf_split)
-        sha = source_sha256(source)
         previous = _check_manifests(out, config, sha, names)
         # After the check: only now is it sure no worker of another layout shares these file names.
         remove_stale_temps(out, names.prefixes)
@@ -837,26 +928,16 @@ def annotate(
         }
         write_json_atomic(names.manifest(out), manifest)
 
-        plan = [
-            [row.id for row in chunk] for chunk in _chunks(_worker_rows(source, config), config.shard_size)
-        ]
+        # Under the lock: another run may have finished chunks since the check above.
         done = {i for i, ids in enumerate(plan) if _chunk_complete(out, names, i, ids)}
         report = AnnotateReport(out=out, manifest=names.manifest(out), chunks_done_before=len(done))
         total_docs = sum(len(ids) for ids in plan)
         todo = total_docs - sum(len(plan[i]) for i in done)
-
-        load_started = time.time()
-        if tools is None:
-            from toolformer.tools import load_tools
-
-            tools = load_tools(config.tool_names())  # cheap: indexes and models load on first use
-        tool_names = list(tools) if isinstance(tools, Mapping) else config.tool_names()
-        pipeline: Pipeline | None = None
-        if todo and config.backend == "local":
-            pipeline = build_pipeline(
-                config, model, tokenizer, tools, proposers, applies, execute_fn, filter_fn
-            )
-        report.load_seconds = time.time() - load_started if pipeline is not None else 0.0
+        if todo and config.backend == "local" and pipeline is None:
+            load_started = time.time()
+            pipeline = load_pipeline()
+            load_seconds = time.time() - load_started
+        report.load_seconds = load_seconds if pipeline is not None else 0.0
 
         def pending() -> Iterator[tuple[int, list[Document | BadRow]]]:
             for index, chunk in enumerate(_chunks(_worker_rows(source, config), config.shard_size)):
@@ -962,7 +1043,9 @@ def _progress(show: bool, total: int, completed: int) -> Iterator[Callable[[int]
         yield lambda n: None
         return
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
+
+    from toolformer.progress import Progress  # plain lines on stderr when it is not a terminal
 
     with Progress(
         TextColumn("annotating"),
@@ -971,6 +1054,7 @@ def _progress(show: bool, total: int, completed: int) -> Iterator[Callable[[int]
         TextColumn("documents"),
         TimeRemainingColumn(),
         console=Console(stderr=True),
+        name="annotate",
     ) as bar:
         task = bar.add_task("annotate", total=total, completed=completed)
         yield lambda n: bar.advance(task, n)
@@ -1082,25 +1166,3 @@ def _ray_windows(
             flush()
     flush()
     return written
-
-
-# --------------------------------------------------------------------------------------------- inspect
-
-
-def find_document(out: str | Path, doc_id: str) -> tuple[dict[str, Any], dict[str, Any] | None]:
-    """(record, shard row or None) of document `doc_id` in an annotate output folder; DataError if absent."""
-    folder = Path(out).expanduser()
-    if not folder.is_dir():
-        raise DataError(f"out={str(out)!r} is not a folder")
-    records = sorted(folder.glob("records-*.jsonl"))
-    if not records:
-        raise DataError(f"{folder} has no records-*.jsonl files: is it the output of `toolformer annotate`?")
-    for path in records:
-        for record in read_jsonl(path):
-            if record.get("id") == doc_id:
-                shard = path.with_name("shard-" + path.name[len("records-") :])
-                row = None
-                if record.get("kept_calls", 0) > 0 and shard.is_file():
-                    row = next((r for r in read_jsonl(shard) if r.get("id") == doc_id), None)
-                return record, row
-    raise DataError(f"no document with id={doc_id!r} in {folder} ({len(records)} records files)")

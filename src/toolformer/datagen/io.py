@@ -12,9 +12,7 @@ Output: `write_jsonl_atomic` / `write_json_atomic` write into a temporary file i
 
 from __future__ import annotations
 
-import gzip
 import hashlib
-import io
 import json
 import os
 import re
@@ -26,6 +24,7 @@ from typing import Any
 
 from toolformer.datagen.records import Document
 from toolformer.errors import ConfigError, DataError
+from toolformer.inputs import iter_lines, read_text
 
 FORMATS = ("auto", "jsonl", "json", "gsm8k", "gsm8k-answer", "text", "parquet", "hf")
 _JSONL_SUFFIXES = (".jsonl", ".jsonl.gz", ".ndjson", ".ndjson.gz", ".json.gz")
@@ -119,16 +118,11 @@ def _detect(p: Path) -> str:
     )
 
 
-def _open_text(p: Path) -> io.TextIOBase:
-    if p.name.lower().endswith(".gz"):
-        return io.TextIOWrapper(gzip.open(p, "rb"), encoding="utf-8")
-    return open(p, encoding="utf-8")  # noqa: SIM115 - the caller closes it
-
-
 def _looks_like_json_array(p: Path) -> bool:
-    with _open_text(p) as fh:
-        head = fh.read(4096).lstrip("\ufeff \t\r\n")
-    return head.startswith("[")
+    for _, line in iter_lines(p):
+        if line.strip():
+            return line.lstrip().startswith("[")
+    return False
 
 
 def iter_rows(source: Source) -> Iterator[tuple[str, Any]]:
@@ -152,24 +146,23 @@ def iter_rows(source: Source) -> Iterator[tuple[str, Any]]:
 
 def _iter_jsonl(source: Source) -> Iterator[tuple[str, Any]]:
     assert source.path is not None
-    with _open_text(source.path) as fh:
-        for number, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            fallback = f"{source.name}:{number}"
-            try:
-                yield fallback, json.loads(line)
-            except ValueError as exc:
-                yield fallback, BadRow(fallback, f"line is not JSON ({exc})")
+    for number, line in iter_lines(source.path):
+        if not line.strip():
+            continue
+        fallback = f"{source.name}:{number}"
+        try:
+            yield fallback, json.loads(line)
+        except ValueError as exc:
+            yield fallback, BadRow(fallback, f"line is not JSON ({exc})")
 
 
 def _iter_json(source: Source) -> Iterator[tuple[str, Any]]:
     assert source.path is not None
-    with _open_text(source.path) as fh:
-        try:
-            data = json.load(fh)
-        except ValueError as exc:
-            raise DataError(f"input {str(source.path)!r} is not valid JSON: {exc}") from exc
+    text = read_text(source.path)
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise DataError(f"input {str(source.path)!r} is not valid JSON: {exc}") from exc
     if isinstance(data, dict):
         # {"data": [...]} and similar wrappers: take the one list of records inside
         lists = [v for v in data.values() if isinstance(v, list)]
@@ -194,7 +187,7 @@ def _iter_text(source: Source) -> Iterator[tuple[str, Any]]:
         for f in _text_files(source.path):
             rel = f.relative_to(source.path).as_posix()
             if source.text_unit == "file":
-                yield rel, f.read_text(encoding="utf-8")
+                yield rel, read_text(f)
             else:
                 yield from _paragraphs(f, rel)
     elif source.text_unit == "file":
@@ -204,23 +197,21 @@ def _iter_text(source: Source) -> Iterator[tuple[str, Any]]:
 
 
 def _read_all(p: Path) -> str:
-    with _open_text(p) as fh:
-        return fh.read()
+    return read_text(p)
 
 
 def _paragraphs(p: Path, name: str) -> Iterator[tuple[str, str]]:
     """One document per blank-line-separated paragraph; the id is the paragraph's first line number."""
     lines: list[str] = []
     first = 0
-    with _open_text(p) as fh:
-        for number, line in enumerate(fh, 1):
-            if line.strip():
-                if not lines:
-                    first = number
-                lines.append(line.rstrip("\r\n"))
-            elif lines:
-                yield f"{name}:{first}", "\n".join(lines)
-                lines = []
+    for number, line in iter_lines(p):
+        if line.strip():
+            if not lines:
+                first = number
+            lines.append(line.rstrip("\r\n"))
+        elif lines:
+            yield f"{name}:{first}", "\n".join(lines)
+            lines = []
     if lines:
         yield f"{name}:{first}", "\n".join(lines)
 
@@ -241,7 +232,12 @@ def _iter_parquet(source: Source) -> Iterator[tuple[str, Any]]:
     for f in files:
         name = f.relative_to(source.path).as_posix() if source.path.is_dir() else source.name
         number = 0
-        for batch in pq.ParquetFile(f).iter_batches(batch_size=1024):
+        try:
+            batches = pq.ParquetFile(f).iter_batches(batch_size=1024)
+        except Exception as exc:  # noqa: BLE001 - pyarrow's errors for a damaged or non-Parquet file vary
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise DataError(f"input {str(f)!r} is not a readable Parquet file ({first})") from None
+        for batch in batches:
             for row in batch.to_pylist():
                 number += 1
                 yield f"{name}:{number}", row
@@ -419,14 +415,13 @@ def write_json_atomic(path: Path, data: Any) -> None:
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
     """Every row of a JSONL file; raises DataError naming the file and line of a row that is not JSON."""
     rows = []
-    with open(path, encoding="utf-8") as fh:
-        for number, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                rows.append(json.loads(line))
-            except ValueError as exc:
-                raise DataError(f"{path}:{number} is not JSON ({exc})") from exc
+    for number, line in iter_lines(path):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except ValueError as exc:
+            raise DataError(f"{path}:{number} is not JSON ({exc})") from exc
     return rows
 
 

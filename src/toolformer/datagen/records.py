@@ -1,4 +1,5 @@
-"""The records that flow through data generation: a document, a candidate call at a position, and its verdict."""
+"""The records that flow through data generation: a document, a candidate call and its verdict, and the rows of
+annotate's output files (`TrainingRow` in `shard-*.jsonl`, `DocumentRecord` in `records-*.jsonl`)."""
 
 from __future__ import annotations
 
@@ -63,3 +64,95 @@ class Candidate:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Candidate:
         return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+
+
+def _known(cls: type, data: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+
+
+@dataclass
+class KeptCall:
+    """A call kept in a training text: at character `position` of the source text, at `start`:`end` of the text."""
+
+    tool: str
+    args: str
+    result: str | None
+    position: int
+    start: int
+    end: int
+    gain: float | None = None
+    loss_plus: float | None = None
+    loss_minus: float | None = None
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> KeptCall:
+        return cls(**_known(cls, data))
+
+
+@dataclass
+class TrainingRow:
+    """One row of a `shard-*.jsonl` file: a document that kept a call, its text with the calls inserted."""
+
+    id: str
+    split: str
+    text: str
+    source_text: str
+    calls: list[KeptCall] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainingRow:
+        row = _known(cls, data)
+        row["calls"] = [KeptCall.from_dict(c) for c in data.get("calls") or []]
+        return cls(**row)
+
+
+@dataclass
+class DocumentRecord:
+    """One row of a `records-*.jsonl` file: what became of one input document (every input row has one).
+
+    `status` is "ok" or "bad" (an input row that could not be read; `verdict` says why). `text` is the document's
+    text when it kept no call (a document that kept one has it in its shard row's `source_text`); records written
+    before it was added lack it.
+    """
+
+    id: str
+    split: str
+    status: str
+    verdict: str = ""
+    kept_calls: int = 0
+    chars: int | None = None
+    tools_applied: list[str] = field(default_factory=list)
+    candidates: list[Candidate] = field(default_factory=list)
+    text: str | None = None
+
+    @property
+    def gain(self) -> float | None:
+        """The largest gain L⁻ − L⁺ among the document's candidates (None when none was scored)."""
+        gains = [c.gain for c in self.candidates if c.gain is not None]
+        return max(gains) if gains else None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The record as the file holds it (candidates with their call text and gain)."""
+        out = asdict(self)
+        out["candidates"] = [
+            {
+                **{k: v for k, v in asdict(c).items() if k != "doc_id"},
+                "call": c.text(c.result is not None),
+                "gain": c.gain,
+            }
+            for c in self.candidates
+        ]
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DocumentRecord:
+        record = _known(cls, data)
+        doc_id = str(data["id"])
+        record["id"] = doc_id
+        record["candidates"] = [
+            Candidate.from_dict({**c, "doc_id": doc_id}) for c in data.get("candidates") or []
+        ]
+        return cls(**record)

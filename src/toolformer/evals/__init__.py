@@ -1,6 +1,8 @@
 """Evaluate like the paper: math, LAMA facts, QA, temporal and perplexity suites, in modes tools / disabled / baseline.
 
-`toolformer eval MODEL --suite math --out DIR` on the command line; in Python:
+Also: a no-tool suite (prompts where any call is wrong), each dataset's tool ceiling (what its tool's output can
+give, no model), tool choice per tool (paper Table 10) and perplexity against the baseline (Table 8).
+`toolformer eval MODEL --suite math --out DIR` (or `--suite all`) on the command line; in Python:
 
     from toolformer.evals import EvalConfig, evaluate, write_outputs
     results = evaluate(EvalConfig(model="smollm2-135m-instruct", suite="math", shots=4, limit=100))

@@ -24,7 +24,11 @@ class EvalConfig:
         metadata={"help": "Model to evaluate: a directory, a GGUF file, an alias or a hub id."},
     )
     suite: str = field(
-        default="math", metadata={"help": "Suite: math, facts, qa, temporal or ppl (perplexity)."}
+        default="math",
+        metadata={
+            "help": "Suite: math, facts, qa, temporal, ppl (perplexity), notool (prompts where any call is "
+            "wrong) or all (every suite, one report)."
+        },
     )
     datasets: str | None = field(
         default=None,
@@ -36,8 +40,9 @@ class EvalConfig:
         default=None,
         metadata={
             "help": "A JSONL file with the suite's fields to evaluate instead of the shipped dev files "
-            "(math: question, answer; facts: question with [MASK], answer; qa: question, answers; "
-            "choice: question, options, answer; ppl: text)."
+            "(math: question, answer, optional formula/equation; facts: question with [MASK], answer; "
+            "qa: question, answers; choice: question, options, answer; ppl: text; notool: question, or text "
+            "to continue)."
         },
     )
     baseline: str | None = field(
@@ -97,6 +102,20 @@ class EvalConfig:
             "removed per suite (WikiSearch on facts, QA on qa)."
         },
     )
+    corpus: str | None = field(
+        default=None,
+        metadata={
+            "help": "JSONL corpus for WikiSearch and QA (default: the shipped 10k-article one); a bigger corpus "
+            "(e.g. a full Wikipedia dump) lifts the tool ceiling."
+        },
+    )
+    ceiling: bool | None = field(
+        default=None,
+        metadata={
+            "help": "Compute each dataset's tool ceiling (share of examples whose tool output holds the gold "
+            "answer, tools only, no model); default: on when mode tools runs."
+        },
+    )
     ppl_max_tokens: int = field(
         default=512, metadata={"help": "ppl: score at most this many tokens per text."}
     )
@@ -122,6 +141,8 @@ class EvalConfig:
                 raise ConfigError(f"modes={self.modes!r}: {mode!r} is not one of {', '.join(MODES)}")
         if "baseline" in self.mode_list() and not self.baseline:
             raise ConfigError(f"modes={self.modes!r} names 'baseline' but no --baseline model is given")
+        if self.data and self.suite == "all":
+            raise ConfigError(f"data={self.data!r} cannot be combined with suite='all' (name one suite)")
         if self.data and self.datasets:
             raise ConfigError(f"datasets={self.datasets!r} cannot be combined with data={self.data!r}")
         self.sweep_values()  # validates
@@ -149,6 +170,12 @@ class EvalConfig:
             if int(item) not in values:
                 values.append(int(item))
         return values
+
+    def ceiling_on(self) -> bool:
+        """Whether the tool ceiling is computed: as asked, else when mode tools (or a sweep) runs."""
+        if self.ceiling is not None:
+            return self.ceiling
+        return "tools" in self.mode_list() or bool(self.sweep_values())
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -7,7 +7,10 @@ Modes (all greedy, all on the same prompt):
 - baseline: the --baseline model without tools (p('[') = 0), like the paper's GPT-J/OPT/GPT-3 rows, which never
   call tools; with `baseline_tools` it runs exactly like mode tools instead.
 - k=K (with --sweep-k): mode tools at trigger top-k K (paper Table 9); the run at K = trigger_top_k is reused.
-The ppl suite has no answers: disabled and baseline give perplexity, tools is not computed (intractable).
+The ppl suite has no answers: disabled and baseline give perplexity (always with p('[') = 0, also for a baseline
+run with tools), tools is not computed (intractable); `EvalResults.perplexity()` compares the two (paper Table 8).
+No-tool datasets (suite notool) score an answer correct when it has no call: accuracy is the "no call" rate.
+Before any model runs, the tool ceiling of each dataset is computed from the tools alone (`evals.ceiling`).
 """
 
 from __future__ import annotations
@@ -16,9 +19,13 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
+from toolformer.calls import find_calls
+from toolformer.errors import DataError
 from toolformer.evals import suites
+from toolformer.evals.ceiling import Ceiling, ceiling_tool, compute_ceiling
 from toolformer.evals.config import EvalConfig
 from toolformer.evals.metrics import visible_answer
 from toolformer.tools import ToolRegistry, load_tools
@@ -69,8 +76,17 @@ class DatasetScore:
     def call_rate(self) -> float | None:
         return self.with_call / self.n if self.n and self.ppl is None else None
 
+    def tool_rate(self, tool: str) -> float | None:
+        """Share of examples calling `tool` (None for ppl rows)."""
+        return self.per_tool.get(tool, 0) / self.n if self.n and self.ppl is None else None
+
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "accuracy": self.accuracy, "call_rate": self.call_rate}
+        return {
+            **asdict(self),
+            "accuracy": self.accuracy,
+            "call_rate": self.call_rate,
+            "per_tool_rate": {t: self.tool_rate(t) for t in self.per_tool},
+        }
 
 
 @dataclass
@@ -104,6 +120,7 @@ class DatasetInfo:
     skip_reasons: dict[str, int]
     tools: list[str]
     description: str = ""
+    shots: int = 0  # few-shot examples in its prompts (suite all gives a kind at most its pool)
 
 
 @dataclass
@@ -115,6 +132,7 @@ class EvalResults:
     runs: list[Run]
     predictions: list[Prediction]
     seconds: float = 0.0
+    ceilings: dict[str, Ceiling] = field(default_factory=dict)  # dataset -> tool ceiling (when computed)
 
     def run(self, mode: str) -> Run:
         return next(r for r in self.runs if r.mode == mode)
@@ -135,6 +153,101 @@ class EvalResults:
             out.extend(found)
         return out
 
+    def tool_runs(self) -> list[Run]:
+        """The main modes that could call tools (tools; baseline with --baseline-tools)."""
+        return [self.run(m) for m in self.modes() if self.run(m).uses_tools]
+
+    def ceiling(self) -> dict[str, dict[str, Any]]:
+        """Per dataset: the tool ceiling, mode tools' accuracy and the share of the ceiling it realises."""
+        out: dict[str, dict[str, Any]] = {}
+        tools = self.run("tools") if "tools" in self.modes() else None
+        for name, ceiling in self.ceilings.items():
+            score = tools.by_dataset.get(name) if tools is not None else None
+            accuracy = score.accuracy if score is not None else None
+            out[name] = {
+                **ceiling.to_dict(),
+                "tools_accuracy": accuracy,
+                "realised": ceiling.realised(accuracy),
+            }
+        return out
+
+    def tool_choice(self) -> dict[str, dict[str, dict[str, float | None]]]:
+        """Per dataset and tool-using mode: share of examples with any call and calling each tool (Table 10)."""
+        out: dict[str, dict[str, dict[str, float | None]]] = {}
+        for info in self.datasets:
+            for run in self.tool_runs():
+                score = run.by_dataset.get(info.name)
+                if score is None or score.ppl is not None:
+                    continue
+                names = [*info.tools, *(t for t in score.per_tool if t not in info.tools)]
+                rates = {"any": score.call_rate, **{t: score.tool_rate(t) for t in names}}
+                out.setdefault(info.name, {})[run.mode] = rates
+        return out
+
+    def perplexity(self) -> dict[str, dict[str, Any]]:
+        """Per ppl dataset: MODEL's perplexity with tools disabled, the baseline's, and the relative difference
+        (model / baseline - 1; the paper's Table 8 asks that tools cost no language modelling)."""
+        out: dict[str, dict[str, Any]] = {}
+        modes = self.modes()
+        for info in self.datasets:
+            if info.kind != "ppl":
+                continue
+            model = self.run("disabled").by_dataset.get(info.name) if "disabled" in modes else None
+            base = self.run("baseline").by_dataset.get(info.name) if "baseline" in modes else None
+            ppl_model = model.ppl if model is not None else None
+            ppl_base = base.ppl if base is not None else None
+            out[info.name] = {
+                "model": self.config.model,
+                "model_ppl": ppl_model,
+                "model_ppl_unmasked": model.ppl_unmasked if model is not None else None,
+                "baseline": self.config.baseline,
+                "baseline_ppl": ppl_base,
+                "baseline_ppl_unmasked": base.ppl_unmasked if base is not None else None,
+                "relative_difference": (ppl_model / ppl_base - 1) if ppl_model and ppl_base else None,
+            }
+        return out
+
+    def notices(self) -> list[str]:
+        """Warnings a reader needs: a tool-using mode that made no call (so it equals the no-tool columns)."""
+        out: list[str] = []
+        task = [d.name for d in self.datasets if d.kind not in ("ppl", *suites.NO_TOOL_KINDS)]
+        for run in self.tool_runs():
+            scored = [n for n in task if n in run.by_dataset]
+            silent = [n for n in scored if not self._any_call(run.mode, n)]
+            if not silent:
+                continue
+            if len(silent) == len(scored):
+                where = "on any example"
+                same = (
+                    "its column and disabled's are identical because no call was made"
+                    if run.mode == "tools" and "disabled" in self.modes()
+                    else "its answers are the model's own, as without tools"
+                )
+            else:
+                where = f"on {', '.join(silent)}"
+                same = "there its answers are the model's own, as without tools"
+            out.append(f"Mode {run.mode} made no tool call {where}: {same}. {self._shots_hint()}")
+        return out
+
+    def _any_call(self, mode: str, dataset: str) -> bool:
+        score = self.run(mode).by_dataset[dataset]
+        if score.with_call:
+            return True
+        return any(p.mode == mode and p.dataset == dataset and find_calls(p.text) for p in self.predictions)
+
+    def _shots_hint(self) -> str:
+        if self.config.shots == 0:
+            return (
+                "An untrained model writes calls only after examples: rerun with --shots (e.g. --shots 3); "
+                "zero-shot calls need a model trained to call tools."
+            )
+        kinds = dict.fromkeys(d.kind for d in self.datasets if suites.max_shots(d.kind))
+        pools = ", ".join(f"{k} {suites.max_shots(k)}" for k in kinds)
+        return (
+            f"Even with --shots {self.config.shots}: try more --shots (pools hold {pools}), a larger "
+            "--trigger-top-k, or a trained model."
+        )
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "config": self.config.to_dict(),
@@ -145,6 +258,10 @@ class EvalResults:
                 for r in self.sweep()
             ],
             "seconds": self.seconds,
+            "ceiling": self.ceiling(),
+            "tool_choice": self.tool_choice(),
+            "perplexity": self.perplexity(),
+            "notices": self.notices(),
         }
 
 
@@ -182,9 +299,22 @@ def load_datasets(config: EvalConfig) -> list[suites.LoadedDataset]:
         specs = suites.suite_specs(config.suite, config.datasets)
     loaded = [suites.load_dataset(spec, config.limit) for spec in specs]
     for ds in loaded:
-        if ds.spec.kind != "ppl":
-            suites.build_prompt(ds.examples[0], ds.spec.kind, config.shots)  # checks shots against the pool
+        if ds.spec.kind != "ppl":  # checks shots against the pool
+            suites.build_prompt(ds.examples[0], ds.spec.kind, _shots(config, ds.spec))
+    if config.corpus and not Path(config.corpus).expanduser().exists():
+        raise DataError(f"corpus={config.corpus!r}: no such file or folder")
     return loaded
+
+
+def _shots(config: EvalConfig, spec: suites.DatasetSpec) -> int:
+    return suites.shots_for(spec.kind, config.shots, config.suite)
+
+
+def load_registry(config: EvalConfig) -> ToolRegistry:
+    """The tools of mode tools: `config.tools` (default the built-ins), WikiSearch and QA over `config.corpus`."""
+    if config.corpus:
+        return load_tools(config.tools, corpus=Path(config.corpus).expanduser())
+    return load_tools(config.tools)
 
 
 def evaluate(
@@ -203,6 +333,13 @@ def evaluate(
     started = time.perf_counter()
     loaded = list(datasets) if datasets is not None else load_datasets(config)
     plans = plan_runs(config)
+    registry = tools if tools is not None else load_registry(config)
+    ceilings: dict[str, Ceiling] = {}
+    if config.ceiling_on():  # tools only: before any model is loaded
+        for ds in loaded:
+            ceilings[ds.spec.name] = compute_ceiling(
+                ds, _dataset_tools(registry, ds.spec), _reporter(progress, f"ceiling · {ds.spec.name}")
+            )
     models = dict(models or {})
     if "model" not in models:
         models["model"] = _load(config.model, config.device)
@@ -211,7 +348,6 @@ def evaluate(
         models["baseline"] = (
             models["model"] if config.baseline == config.model else _load(config.baseline, config.device)
         )
-    registry = tools if tools is not None else load_tools(config.tools)
     infos = [
         DatasetInfo(
             ds.spec.name,
@@ -223,6 +359,7 @@ def evaluate(
             dict(ds.skip_reasons),
             _dataset_tools(registry, ds.spec).names(),
             ds.spec.description,
+            _shots(config, ds.spec),
         )
         for ds in loaded
     ]
@@ -236,7 +373,8 @@ def evaluate(
         run_started = time.perf_counter()
         for ds in loaded:
             if ds.spec.kind == "ppl":
-                if plan.disabled:  # tools-on perplexity is not computed (see the module docstring)
+                # Tools-on perplexity is not computed (see the module docstring); a baseline is always scored.
+                if plan.disabled or plan.role == "baseline":
                     run.by_dataset[ds.spec.name] = _run_ppl(lm, tok, ds, config, plan, progress, predictions)
                 continue
             reg = _dataset_tools(registry, ds.spec) if uses_tools else ToolRegistry()
@@ -245,17 +383,25 @@ def evaluate(
             predictions.extend(preds)
         run.seconds = time.perf_counter() - run_started
         runs.append(run)
-    return EvalResults(config, infos, runs, predictions, time.perf_counter() - started)
+    return EvalResults(config, infos, runs, predictions, time.perf_counter() - started, ceilings)
 
 
 def total_steps(config: EvalConfig, loaded: Sequence[suites.LoadedDataset]) -> int:
     """How many examples `evaluate` will report through `progress` (for a progress bar's total)."""
     total = 0
+    if config.ceiling_on():
+        total += sum(len(ds.examples) for ds in loaded if ceiling_tool(ds.spec) is not None)
     for plan in plan_runs(config):
         for ds in loaded:
-            if ds.spec.kind != "ppl" or plan.disabled:
+            if ds.spec.kind != "ppl" or plan.disabled or plan.role == "baseline":
                 total += len(ds.examples)
     return total
+
+
+def _reporter(progress: Progress | None, description: str) -> Callable[[int], None] | None:
+    if progress is None:
+        return None
+    return lambda n: progress(description, n)
 
 
 def _load(name: str, device: str) -> tuple[Any, Any]:
@@ -287,7 +433,8 @@ def _run_generation(
         disabled=plan.disabled,
         stop=list(suites.STOP[kind]),
     )
-    prompts = [suites.build_prompt(ex, kind, config.shots) for ex in ds.examples]
+    shots = _shots(config, ds.spec)
+    prompts = [suites.build_prompt(ex, kind, shots) for ex in ds.examples]
     # Similar lengths share a batch (less padding in the prompt pass); results go back in dataset order.
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
     outputs: dict[int, Any] = {}
@@ -302,9 +449,10 @@ def _run_generation(
     for i, ex in enumerate(ds.examples):
         gen = outputs[i]
         result = suites.score(ex, kind, gen.text)
+        correct = result.correct and not (kind in suites.NO_TOOL_KINDS and gen.calls)
         tools_called = {c.tool for c in gen.calls}
         score.n += 1
-        score.correct += int(result.correct)
+        score.correct += int(correct)
         score.with_call += int(bool(gen.calls))
         for name in tools_called:
             score.per_tool[name] = score.per_tool.get(name, 0) + 1
@@ -320,7 +468,7 @@ def _run_generation(
                 answer=visible_answer(gen.text),
                 extracted=result.extracted,
                 gold=list(ex.golds),
-                correct=result.correct,
+                correct=correct,
                 calls=[c.to_dict() for c in gen.calls],
                 finish_reason=gen.finish_reason,
                 new_tokens=gen.new_tokens,

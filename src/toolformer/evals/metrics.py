@@ -13,9 +13,13 @@ Decisions (the paper names the rule, not these details):
 - cloze (LAMA) and QA: SQuAD normalisation (lowercase, punctuation and the articles a/an/the removed,
   whitespace collapsed) of both sides; correct iff a normalised gold appears as whole words in the normalised
   first 5 (LAMA) or 20 (QA) words.
-- choice (BBH date understanding): the first option the answer names, by letter "(B)", "B)" or a bare "B" / "B."
-  / "B:" at the start, or by its text "12/25/1937", must be the gold option. An answer that names no option is wrong, and one
-  that lists every option gets the first it names, so listing cannot score.
+- choice (BBH date understanding): the first option the answer names, by letter "(B)", "[B]", "B)", "B." or "B:"
+  (after a space or at the start, not "B.C."), a bare "B" at the start or end, or by its text "12/25/1937", must
+  be the gold option. An answer that names no option is wrong, and one that lists every option gets the first it
+  names, so listing cannot score.
+- no-tool prompts: correct iff the text holds no call, finished or started (any call is wrong there).
+- tool ceiling (`mentions`): a tool's output counts when a normalised gold occurs in it as whole words, anywhere
+  (the word windows above judge what the model writes, not what a tool returns).
 """
 
 from __future__ import annotations
@@ -121,16 +125,34 @@ def score_qa(text: str, golds: Iterable[str]) -> Score:
     return contains_answer(text, golds, QA_WORDS)
 
 
+def mentions(text: str, golds: Iterable[str]) -> Score:
+    """Whether a normalised gold occurs as whole words anywhere in `text` (a tool's output, for the ceiling)."""
+    return contains_answer(text, golds, len(text.split()) + 1)
+
+
+def score_no_call(text: str) -> Score:
+    """No-tool prompts: correct iff `text` holds no call, finished or started; `extracted` is the first call."""
+    spans = find_calls(text)
+    if not spans:
+        return Score(None, True)
+    first = spans[0]
+    return Score(text[first.start : first.end], False)
+
+
 def score_choice(text: str, options: Mapping[str, str], gold: str) -> Score:
     """Multiple choice: the first option named in the first 20 words must be `gold` (a letter like "B" or "(B)")."""
     window = first_words(visible_answer(text), QA_WORDS)
-    gold_letter = gold.strip().strip("()").upper()
+    gold_letter = gold.strip().strip("()[]").upper()
     first: tuple[int, str] | None = None
     for letter, option in options.items():
+        let = re.escape(letter)
         patterns = [
-            rf"\({re.escape(letter)}\)",
-            rf"(?<![\w(]){re.escape(letter)}\)",
-            rf"^{re.escape(letter)}(?=[.):]|\s*$)",
+            rf"\({let}\)",
+            rf"\[{let}\]",
+            rf"(?<![\w(\[]){let}\)",
+            rf"(?:^|(?<=\s)){let}[.:](?!\w)",  # "D." / "D:" but not "D.C."
+            rf"^{let}(?=[.):\]]|\s*$)",
+            rf"(?<=\s){let}\s*$",  # "The answer is D"
         ]
         if str(option).strip():
             patterns.append(re.escape(str(option).strip()))

@@ -1,8 +1,11 @@
-"""Write an evaluation's outputs: report.md (tables), results.json, predictions.jsonl, plot.png; and a rich table.
+"""Write an evaluation's outputs: report.md (tables), results.json, predictions.jsonl, ceiling.jsonl, plot.png.
 
-report.md tables: accuracy per dataset (rows) and mode (columns) with the share of examples with a call, tool use
-per tool, and the trigger top-k sweep. results.json holds the config and every number; predictions.jsonl one line
-per example and mode (prompt, text with calls, answer the metric read, extracted value, gold, correct, calls).
+report.md: notices first (e.g. a tool mode that made no call), then accuracy per dataset (rows) and mode (columns)
+with the share of examples with a call, the tool ceiling and how much of it mode tools realises, tool choice (%
+of examples calling each tool, paper Table 10), perplexity with tools disabled against the baseline (Table 8),
+and the trigger top-k sweep. results.json holds the config and every number; predictions.jsonl one line per
+example and mode (prompt, text with calls, answer the metric read, extracted value, gold, correct, calls);
+ceiling.jsonl one line per example of the ceiling (tool, input, output, hit).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from toolformer.evals import suites
 from toolformer.evals.evaluate import EvalResults, Run
 
 logger = logging.getLogger(__name__)
@@ -22,6 +26,8 @@ METRIC_NOTES = {
     "qa": "a gold answer among the first 20 words (SQuAD-normalised)",
     "choice": "the first option named (by letter or date text) in the first 20 words is the gold one",
     "ppl": "perplexity of the text with p('[') = 0 (lower is better); tools mode is not computed",
+    "continuation": "no-tool set: % of continuations with no call, finished or started (any call is wrong)",
+    "chat": "no-tool set: % of answers with no call, finished or started (any call is wrong)",
 }
 
 
@@ -64,9 +70,13 @@ def main_table(results: EvalResults) -> tuple[list[str], list[list[str]]]:
 
 
 def tool_table(results: EvalResults) -> tuple[list[str], list[list[str]]]:
-    """Share of examples calling each tool, per dataset and tool-using run; calls that returned an error."""
+    """Tool choice (paper Table 10): share of examples calling each tool, per dataset and tool-using run ("–":
+    the tool is not available on that dataset); calls that returned an error."""
     runs = [r for r in results.runs if r.uses_tools]
-    names = sorted({t for r in runs for s in r.by_dataset.values() for t in s.per_tool})
+    names: list[str] = []
+    for info in results.datasets:
+        names += [t for t in info.tools if t not in names]
+    names += sorted({t for r in runs for s in r.by_dataset.values() for t in s.per_tool} - set(names))
     header = ["dataset", "run", "any call", *names, "tool errors"]
     rows = []
     for info in results.datasets:
@@ -74,9 +84,66 @@ def tool_table(results: EvalResults) -> tuple[list[str], list[list[str]]]:
             score = r.by_dataset.get(info.name)
             if score is None or score.ppl is not None:
                 continue
-            per = [_pct(score.per_tool.get(t, 0) / score.n if score.n else None) for t in names]
+            per = [_pct(score.tool_rate(t)) if t in info.tools or t in score.per_tool else "–" for t in names]
             rows.append([info.name, r.mode, _pct(score.call_rate), *per, str(score.call_errors)])
     return header, rows
+
+
+def ceiling_table(results: EvalResults) -> tuple[list[str], list[list[str]]]:
+    """Per dataset: the tool, the ceiling (% of examples whose tool output holds the gold), mode tools'
+    accuracy and the share of the ceiling it realises."""
+    header = ["dataset", "tool", "tool input", "n", "checked", "ceiling %", "tools acc %", "realised %"]
+    rows = []
+    no_answer = {d.name for d in results.datasets if d.kind in ("ppl", *suites.NO_TOOL_KINDS)}
+    for name, c in results.ceiling().items():
+        if name in no_answer:
+            continue  # in results.json with its reason; a table row would only say "no answer"
+        if c["reason"] is not None:
+            rows.append([name, c["tool"] or "–", "–", str(c["n"]), "–", "n/a", "–", f"n/a: {c['reason']}"])
+            continue
+        rows.append(
+            [
+                name,
+                c["tool"],
+                c["input"] or "–",
+                str(c["n"]),
+                str(c["checked"]),
+                _pct(c["ceiling"]),
+                _pct(c["tools_accuracy"]),
+                _pct(c["realised"]),
+            ]
+        )
+    return header, rows
+
+
+def perplexity_table(results: EvalResults) -> tuple[list[str], list[list[str]]]:
+    """Perplexity with tools disabled, MODEL against the baseline, and the relative difference (Table 8)."""
+    cfg = results.config
+    header = [
+        "dataset",
+        f"{_short(cfg.model)} (disabled)",
+        f"{_short(cfg.baseline or '–')} (baseline)",
+        "Δ %",
+    ]
+    rows = []
+    for name, p in results.perplexity().items():
+        rows.append(
+            [
+                name,
+                _num(p["model_ppl"]),
+                _num(p["baseline_ppl"]),
+                "–" if p["relative_difference"] is None else f"{100 * p['relative_difference']:+.1f}",
+            ]
+        )
+    return header, rows
+
+
+def _num(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
+
+
+def _short(name: str) -> str:
+    return Path(name).name or name
 
 
 def sweep_table(results: EvalResults) -> tuple[list[str], list[list[str]]]:
@@ -117,27 +184,54 @@ def markdown_report(results: EvalResults, plot: str | None = "plot.png") -> str:
             else ""
         ),
         f"- limit: {cfg.limit or 'all'} per dataset; {results.seconds:.0f} s in all",
+        f"- search corpus (WikiSearch, QA): {cfg.corpus or 'the shipped one'}",
     ]
     for info in results.datasets:
         skipped = f"; skipped {info.skipped} ({', '.join(f'{k}: {v}' for k, v in info.skip_reasons.items())})"
+        shots = f"; {info.shots} shots" if info.shots != cfg.shots else ""
         lines.append(
             f"- {info.name}: {info.n} examples from `{info.path}`{skipped if info.skipped else ''}; "
-            f"tools: {', '.join(info.tools) or '–'}"
+            f"tools: {', '.join(info.tools) or '–'}{shots}"
         )
+    notices = results.notices()
+    if notices:
+        lines += [""] + [f"> **Note:** {n}" for n in notices]
     lines += [
         "",
-        "## Results (accuracy %, lenient; ppl rows: perplexity)",
+        "## Results (accuracy %, lenient; ppl rows: perplexity; no-tool rows: % of answers without a call)",
         "",
         _markdown(*main_table(results)),
     ]
     lines += ["", "Metrics:"] + [f"- {k}: {METRIC_NOTES[k]}" for k in kinds]
+    ceiling_header, ceiling_rows = ceiling_table(results)
+    if ceiling_rows:
+        lines += [
+            "",
+            "## Tool ceiling (% of examples whose tool output holds the gold answer; tools only, no model)",
+            "",
+            _markdown(ceiling_header, ceiling_rows),
+            "",
+            "Realised: mode tools' accuracy as a share of the ceiling. The tools search the corpus named above; "
+            "a bigger one (`--corpus`) lifts the ceiling. Per example: `ceiling.jsonl`.",
+        ]
     tool_header, tool_rows = tool_table(results)
     if tool_rows:
         lines += [
             "",
-            "## Tool use (% of examples with a call to each tool)",
+            "## Tool choice (% of examples calling each tool; paper Table 10)",
             "",
             _markdown(tool_header, tool_rows),
+        ]
+    ppl_header, ppl_rows = perplexity_table(results)
+    if ppl_rows:
+        lines += [
+            "",
+            "## Perplexity with tools disabled (paper Table 8; lower is better)",
+            "",
+            _markdown(ppl_header, ppl_rows),
+            "",
+            "Δ: the model's perplexity relative to the baseline's (model / baseline − 1); tools should cost no "
+            "language modelling.",
         ]
     if results.sweep():
         lines += [
@@ -211,8 +305,42 @@ def write_plot(results: EvalResults, path: Path) -> bool:
     return True
 
 
+def portable_model_name(name: str | None, cwd: Path | None = None) -> str | None:
+    """A model name that means the same on another machine, for published results.
+
+    An alias, a hub id or a relative path stays as the user gave it; an absolute path under the current directory
+    becomes relative to it; any other absolute path keeps its last two components (`/work/runs/m1` → `runs/m1`).
+    """
+    if not name or not str(name).startswith(("/", "~")) and not Path(name).is_absolute():
+        return name
+    path = Path(name).expanduser()
+    base = cwd or Path.cwd()
+    for inside, root in ((path.absolute(), base.absolute()), (path.resolve(), base.resolve())):
+        if inside.is_relative_to(root):
+            return inside.relative_to(root).as_posix()
+    return "/".join(path.parts[-2:]) if len(path.parts) > 2 else path.name or str(name)
+
+
+def _portable(results: EvalResults) -> EvalResults:
+    """`results` with every model named by `portable_model_name` (what report.md, results.json and plot.png show)."""
+    from dataclasses import replace
+
+    config = replace(
+        results.config,
+        model=portable_model_name(results.config.model),
+        baseline=portable_model_name(results.config.baseline),
+    )
+    runs = [replace(r, model=portable_model_name(r.model)) for r in results.runs]
+    return replace(results, config=config, runs=runs)
+
+
 def write_outputs(results: EvalResults, out: str | Path) -> dict[str, Path]:
-    """Write report.md, results.json, predictions.jsonl and plot.png into `out`; returns their paths."""
+    """Write report.md, results.json, predictions.jsonl, plot.png and (with a ceiling) ceiling.jsonl into `out`;
+    returns their paths.
+
+    Models are named portably (`portable_model_name`), never by a path of this machine.
+    """
+    results = _portable(results)
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
     paths = {
@@ -221,6 +349,12 @@ def write_outputs(results: EvalResults, out: str | Path) -> dict[str, Path]:
         "report": folder / "report.md",
         "plot": folder / "plot.png",
     }
+    if results.ceilings:
+        paths["ceiling"] = folder / "ceiling.jsonl"
+        with paths["ceiling"].open("w", encoding="utf-8") as fh:
+            for ceiling in results.ceilings.values():
+                for example in ceiling.examples:
+                    fh.write(json.dumps(example.to_dict(), ensure_ascii=False) + "\n")
     paths["results"].write_text(
         json.dumps(results.to_dict(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
     )
@@ -244,7 +378,9 @@ def rich_tables(results: EvalResults) -> list[Any]:
             f"{results.config.model} · {results.config.suite} · {results.config.shots}-shot (accuracy %)",
             main_table(results),
         ),
-        ("Tool use (% of examples)", tool_table(results)),
+        ("Tool ceiling (tools only)", ceiling_table(results)),
+        ("Tool choice (% of examples calling each tool)", tool_table(results)),
+        ("Perplexity, tools disabled (Δ: model / baseline − 1)", perplexity_table(results)),
         (
             "Trigger top-k sweep (accuracy % / % with a call)",
             sweep_table(results) if results.sweep() else ([], []),

@@ -7,12 +7,18 @@ Suites and their shipped files (`toolformer/data/evals/`, see the README there):
 - qa: webquestions, nq, triviaqa (gold in the first 20 words; the QA tool blocked, as in the paper).
 - temporal: situatedqa_temporal (as qa), date_understanding (multiple choice).
 - ppl: wiki_ppl (perplexity with tools disabled; no prompt).
+- notool: notool_passages (the wiki_ppl passages cut at about half their length, continued by the model) and
+  notool_chat (conversational prompts written for this project); no tool helps, so any call is wrong: the
+  metric is the share of answers without a call.
+- all: every suite above, in that order, into one report.
 
 Prompts are zero-shot by default, as in the paper: "Question: …\\nAnswer:" for math, QA and temporal, and the
 LAMA cloze cut just before its [MASK] for facts (the model continues the text). `shots=N` puts the first N
 examples of the kind's pool in front, under the runtime's tool-use header: the math pool is the runtime's
 built-in Calculator examples (`toolformer.runtime.prompts.EXAMPLES`) plus one more word problem, the QA pool its
-WikiSearch example plus three more; cloze and choice have their own pools. Every mode sees the same prompt.
+WikiSearch example plus three more; cloze and choice have their own pools; chat uses the runtime's examples, one
+per tool first. A continuation (notool_passages) is always the bare passage: examples would turn it into a task.
+With `--suite all` a kind whose pool is smaller than `shots` gets its whole pool. Every mode sees the same prompt.
 """
 
 from __future__ import annotations
@@ -27,9 +33,12 @@ from typing import Any
 
 from toolformer.errors import ConfigError, DataError
 from toolformer.evals import metrics
+from toolformer.inputs import input_file, iter_lines
 from toolformer.runtime.prompts import EXAMPLES, HEADER
 
-KINDS = ("math", "cloze", "qa", "choice", "ppl")
+KINDS = ("math", "cloze", "qa", "choice", "ppl", "continuation", "chat")
+NO_TOOL_KINDS = ("continuation", "chat")  # any call is wrong; the metric is the share of answers without one
+ALL = "all"  # the pseudo-suite running every suite of SUITES
 
 
 @dataclass(frozen=True)
@@ -59,9 +68,10 @@ class Example:
     id: str
     dataset: str
     question: str  # the question, the cloze, or (ppl) the passage
-    golds: list[Any]  # [number] for math, gold strings for cloze/QA, [letter] for choice, [] for ppl
+    golds: list[Any]  # [number] for math, gold strings for cloze/QA, [letter] for choice, [] for ppl/no-tool
     options: dict[str, str] = field(default_factory=dict)  # choice: letter -> option text
     line: int = 0
+    expression: str | None = None  # math: the gold arithmetic expression, when the record has one
 
 
 @dataclass
@@ -111,18 +121,36 @@ SUITES: dict[str, list[DatasetSpec]] = {
             "wiki_ppl", "ppl", "ppl", "wiki_ppl.jsonl", (), "Wikipedia paragraphs (gensim enwiki excerpt)"
         ),
     ],
+    "notool": [
+        DatasetSpec(
+            "notool_passages",
+            "notool",
+            "continuation",
+            "wiki_ppl.jsonl",
+            (),
+            "the wiki_ppl passages cut at about half, continued by the model",
+        ),
+        DatasetSpec(
+            "notool_chat", "notool", "chat", "notool_chat.jsonl", (), "conversational prompts (written here)"
+        ),
+    ],
 }
 
 # Tokens the model may write per answer (a call's own tokens count, its result does not). `--max-new-tokens`
 # overrides. A call plus a short answer is ~25 tokens; QA answers are judged on 20 words.
-MAX_NEW_TOKENS = {"math": 40, "cloze": 32, "qa": 48, "choice": 40, "ppl": 1}
+MAX_NEW_TOKENS = {"math": 40, "cloze": 32, "qa": 48, "choice": 40, "ppl": 1, "continuation": 40, "chat": 48}
 STOP = {
     "math": ["\nQuestion:", "\n\n"],
     "qa": ["\nQuestion:", "\n\n"],
     "choice": ["\nQuestion:", "\n\n"],
     "cloze": ["\n"],
     "ppl": [],
+    "continuation": ["\n\n"],
+    "chat": ["\nQuestion:", "\n\n"],
 }
+# Where a record carries its solution as arithmetic (ASDiv `formula` "6+9=15", SVAMP `equation` "( 76.0 - 25.0 )",
+# MAWPS `equation` "X=(27.0*16.0)"), the Calculator ceiling runs it.
+EXPRESSION_FIELDS = ("expression", "formula", "equation")
 
 CLOZE_HEADER = (
     "Complete the sentence. You can use tools by writing [Tool(input) → result] in the text; "
@@ -192,16 +220,27 @@ SHOTS: dict[str, list[tuple[str, str]]] = {
             "(C) 06/03/2015",
         ),
     ],
+    # One example per tool first (so 5 shots show every tool), then the other Calculator examples.
+    "chat": [
+        *(examples[0] for examples in EXAMPLES.values()),
+        *(pair for examples in EXAMPLES.values() for pair in examples[1:]),
+    ],
 }
 _MASK = "[MASK]"
 _MASK_AT_END = re.compile(r"\[MASK\]\s*[.!?]?\s*$")
 
 
+def suite_names() -> list[str]:
+    """The suites `--suite` accepts: every suite of SUITES, then 'all'."""
+    return [*SUITES, ALL]
+
+
 def suite_specs(suite: str, datasets: str | list[str] | None = None) -> list[DatasetSpec]:
-    """The dataset specs of `suite`, optionally only those named in `datasets` (comma-separated or a list)."""
-    if suite not in SUITES:
-        raise ConfigError(f"suite={suite!r} is not one of {', '.join(SUITES)}")
-    specs = SUITES[suite]
+    """The dataset specs of `suite` ('all': every suite's), optionally only those named in `datasets`
+    (comma-separated or a list)."""
+    if suite not in suite_names():
+        raise ConfigError(f"suite={suite!r} is not one of {', '.join(suite_names())}")
+    specs = [s for specs in SUITES.values() for s in specs] if suite == ALL else SUITES[suite]
     if not datasets:
         return list(specs)
     wanted = [d.strip() for d in datasets.split(",")] if isinstance(datasets, str) else list(datasets)
@@ -213,14 +252,20 @@ def suite_specs(suite: str, datasets: str | list[str] | None = None) -> list[Dat
 
 
 def data_spec(suite: str, path: str | Path) -> DatasetSpec:
-    """A spec for a user's JSONL file read as the suite's kind (temporal: choice if records have `options`)."""
+    """A spec for a user's JSONL file read as the suite's kind (temporal: choice if records have `options`;
+    notool: chat prompts in `question`, or passages to continue in `text`)."""
     if suite not in SUITES:
-        raise ConfigError(f"suite={suite!r} is not one of {', '.join(SUITES)}")
-    file = Path(path).expanduser()
-    if not file.is_file():
-        raise DataError(f"data={str(path)!r}: no such file")
+        raise ConfigError(
+            f"suite={suite!r} is not one of {', '.join(SUITES)} (--data reads one suite's kind)"
+        )
+    file = input_file(path, "data")
     kinds = {s.kind for s in SUITES[suite]}
-    kind = kinds.pop() if len(kinds) == 1 else ("choice" if _first_has(file, "options") else "qa")
+    if len(kinds) == 1:
+        kind = kinds.pop()
+    elif suite == "notool":
+        kind = "continuation" if _first_has(file, "text") else "chat"
+    else:
+        kind = "choice" if _first_has(file, "options") else "qa"
     blocked = SUITES[suite][0].blocked
     return DatasetSpec(file.stem, suite, kind, path=file, blocked=blocked, description=str(file))
 
@@ -235,28 +280,23 @@ def load_dataset(spec: DatasetSpec, limit: int | None = None) -> LoadedDataset:
     path = spec.location()
     examples: list[Example] = []
     skipped: dict[str, int] = {}
-    try:
-        handle = path.open(encoding="utf-8")
-    except OSError as exc:
-        raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from exc
-    with handle:
-        for lineno, line in enumerate(handle, 1):
-            if limit is not None and len(examples) >= limit:
-                break
-            if not line.strip():
-                continue
-            where = f"{path}:{lineno}"
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{where}: not valid JSON ({exc.msg})") from None
-            if not isinstance(record, dict):
-                raise DataError(f"{where}: expected a JSON object, got {type(record).__name__}")
-            result = _read_record(record, spec, where, lineno)
-            if isinstance(result, str):
-                skipped[result] = skipped.get(result, 0) + 1
-            else:
-                examples.append(result)
+    for lineno, line in iter_lines(path):
+        if limit is not None and len(examples) >= limit:
+            break
+        if not line.strip():
+            continue
+        where = f"{path}:{lineno}"
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{where}: not valid JSON ({exc.msg})") from None
+        if not isinstance(record, dict):
+            raise DataError(f"{where}: expected a JSON object, got {type(record).__name__}")
+        result = _read_record(record, spec, where, lineno)
+        if isinstance(result, str):
+            skipped[result] = skipped.get(result, 0) + 1
+        else:
+            examples.append(result)
     if not examples:
         raise DataError(f"{path}: no scorable records for a {spec.kind} dataset")
     return LoadedDataset(spec, examples, sum(skipped.values()), skipped)
@@ -269,7 +309,12 @@ def _read_record(record: dict[str, Any], spec: DatasetSpec, where: str, lineno: 
     if kind == "ppl":
         text = _require_str(record, "text", where)
         return Example(rid, spec.name, text, [], line=lineno)
+    if kind == "continuation":
+        text = _require_str(record, "text", where)
+        return Example(rid, spec.name, half_passage(text), [], line=lineno)
     question = _require_str(record, "question", where)
+    if kind == "chat":
+        return Example(rid, spec.name, question, [], line=lineno)
     if kind == "math":
         if "answer" not in record:
             raise DataError(f"{where}: field 'answer' is missing")
@@ -279,7 +324,7 @@ def _read_record(record: dict[str, Any], spec: DatasetSpec, where: str, lineno: 
         value = _number(gold)
         if value is None:
             raise DataError(f"{where}: field 'answer' must be a number, got {gold!r}")
-        return Example(rid, spec.name, question, [value], line=lineno)
+        return Example(rid, spec.name, question, [value], line=lineno, expression=gold_expression(record))
     if kind == "cloze":
         if _MASK not in question:
             raise DataError(f"{where}: field 'question' has no {_MASK}")
@@ -312,6 +357,45 @@ def _read_record(record: dict[str, Any], spec: DatasetSpec, where: str, lineno: 
     raise ConfigError(f"kind={kind!r} is not one of {', '.join(KINDS)}")
 
 
+def gold_expression(record: dict[str, Any]) -> str | None:
+    """The record's solution as one arithmetic expression for the Calculator, or None.
+
+    Reads `expression`, `formula` or `equation`: "6+9=15" gives "6+9" (the left side), "X=(27.0*16.0)" gives
+    "(27.0*16.0)" (the side that is not the unknown), ASDiv's unit notes "6 (penny)*1 (cent/penny)" are dropped.
+    An equation in an unknown ("(7.0*x)+4.0=(3.0*x)-20.0") has no expression to run: None.
+    """
+    for name in EXPRESSION_FIELDS:
+        value = record.get(name)
+        if isinstance(value, str) and value.strip():
+            break
+    else:
+        return None
+    text = _UNIT_NOTE.sub("", value)
+    sides = [s.strip() for s in text.split("=")]
+    if len(sides) == 2 and _UNKNOWN.fullmatch(sides[0]):
+        expr = sides[1]
+    elif len(sides) == 2 and _UNKNOWN.fullmatch(sides[1]):
+        expr = sides[0]
+    elif len(sides) <= 2:
+        expr = sides[0]  # "expr = result" (ASDiv) or a bare expression (SVAMP)
+    else:
+        return None
+    return expr if expr and _ARITHMETIC.fullmatch(expr) else None
+
+
+_UNIT_NOTE = re.compile(r"(?<=\d)\s+\([A-Za-z][^()]*\)")  # "6 (penny)": a unit note after a number
+_UNKNOWN = re.compile(r"[A-Za-z]")
+_ARITHMETIC = re.compile(r"[\d\s.+\-*/()]+")
+
+
+def half_passage(text: str) -> str:
+    """The first half of a passage, cut at the last space at or before the middle (the model writes the rest)."""
+    text = " ".join(text.split())
+    middle = len(text) // 2
+    cut = text.rfind(" ", 0, middle + 1)
+    return text[: cut if cut > 0 else middle].rstrip()
+
+
 def _require_str(record: dict[str, Any], name: str, where: str) -> str:
     value = record.get(name)
     if name not in record:
@@ -336,14 +420,13 @@ def _number(value: Any) -> float | None:
 
 
 def _first_has(path: Path, name: str) -> bool:
-    with path.open(encoding="utf-8") as handle:
-        for line in handle:
-            if line.strip():
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError:
-                    return False  # load_dataset reports the bad line
-                return isinstance(record, dict) and name in record
+    for _, line in iter_lines(path):
+        if line.strip():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                return False  # load_dataset reports the bad line
+            return isinstance(record, dict) and name in record
     return False
 
 
@@ -360,6 +443,14 @@ def max_shots(kind: str) -> int:
     return len(SHOTS.get(kind, []))
 
 
+def shots_for(kind: str, shots: int, suite: str) -> int:
+    """The shots a dataset of `kind` gets: 0 for a continuation (always the bare passage); with suite 'all' at
+    most the kind's pool; otherwise `shots` (build_prompt refuses more than the pool)."""
+    if kind in ("continuation", "ppl"):
+        return 0
+    return min(shots, max_shots(kind)) if suite == ALL else shots
+
+
 def build_prompt(example: Example, kind: str, shots: int = 0) -> str:
     """The prompt for `example`: zero-shot task prompt, or `shots` pool examples under the tool-use header first."""
     if shots < 0 or shots > max_shots(kind):
@@ -372,6 +463,8 @@ def build_prompt(example: Example, kind: str, shots: int = 0) -> str:
         return "\n".join([CLOZE_HEADER, "", *(a for _, a in pool), target])
     if kind == "ppl":
         raise ConfigError("ppl datasets have no prompt")
+    if kind == "continuation":
+        return example.question
     target = f"Question: {example.question.strip()}\nAnswer:"
     if not pool:
         return target
@@ -391,4 +484,6 @@ def score(example: Example, kind: str, text: str) -> metrics.Score:
         return metrics.score_qa(text, example.golds)
     if kind == "choice":
         return metrics.score_choice(text, example.options, example.golds[0])
+    if kind in NO_TOOL_KINDS:
+        return metrics.score_no_call(text)
     raise ConfigError(f"kind={kind!r} has no answer metric")

@@ -14,11 +14,12 @@ import inspect
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from toolformer.calls import ARROWS, Call, CallSpan, find_calls, sanitize_result
 from toolformer.errors import ConfigError
+from toolformer.runtime.callnames import hf_vocab_texts
 from toolformer.tools import ToolOutput, ToolRegistry
 
 
@@ -197,6 +198,18 @@ def _arrow_end(text: str, span: CallSpan) -> tuple[int, int | None]:
     return close, None
 
 
+def _new_from(cand: str, text: str) -> int:
+    """Where the sampled token's text begins in `cand`: at the end of `text`, unless `text` ended in part of a
+    character ("\ufffd") that the token completes, in which case from the first character the two differ at."""
+    if cand.startswith(text):
+        return len(text)
+    n = min(len(cand), len(text))
+    k = 0
+    while k < n and cand[k] == text[k]:
+        k += 1
+    return k
+
+
 def plan_feed(
     cand: str,
     text: str,
@@ -212,25 +225,70 @@ def plan_feed(
     `cand` is the row's text with `token` decoded, `text` the text before it, `offset` where calls may start.
     A call runs once its arrow is written (text written past the arrow is cut off) or, with `force_arrow`, as
     soon as its ")" is: then " →" is fed after it. Shared by both decoding backends.
+
+    The model never gets to write a result itself: an arrow that appears, even spelled over several byte tokens,
+    runs the call at once. The one case left, a token that completes part of a character and writes past the
+    arrow in one go (its text cannot be cut off), is caught by `settle_results`.
     """
     feed = [token]
     spans = find_calls(cand[offset:]) if calls_left else []
     span = spans[-1] if spans else None
-    if span is None or not cand.startswith(text):
+    if span is None:
         return feed, None
     span = CallSpan(span.start + offset, span.end + offset, span.call, span.complete, span.stage)
     if span.stage in ("name", "args"):
         return feed, None
+    aligned = cand.startswith(text)
+    new_from = _new_from(cand, text)
     close, arrow_end = _arrow_end(cand, span)
-    if arrow_end is not None and arrow_end > len(text):  # the arrow was just written
-        if cand[arrow_end:].strip():  # the model wrote past the arrow: cut at the arrow
-            feed = encode(cand[len(text) : arrow_end])
-        return feed, span.start
-    if force_arrow and arrow_end is None and close > len(text):
-        delta = cand[len(text) : close]
-        feed = [token, *arrow_ids] if delta == cand[len(text) :] else [*encode(delta), *arrow_ids]
-        return feed, span.start
+    if arrow_end is not None:
+        if arrow_end <= new_from:  # written before and not run (see above): not a call to run now
+            return feed, None
+        if not cand[arrow_end:].strip():
+            return feed, span.start
+        if aligned:  # the model wrote past the arrow: cut at the arrow
+            return encode(cand[len(text) : arrow_end]), span.start
+        return feed, None
+    if force_arrow and close > new_from:
+        if aligned:
+            delta = cand[len(text) : close]
+            feed = [token, *arrow_ids] if delta == cand[len(text) :] else [*encode(delta), *arrow_ids]
+            return feed, span.start
+        if not cand[close:].strip():  # nothing to cut after ")"
+            return [token, *arrow_ids], span.start
     return feed, None
+
+
+def settle_results(text: str, calls: Sequence[CallTrace]) -> tuple[str, list[CallTrace]]:
+    """`text` with the result of every call that no tool ran removed (`[T(x) → r]` becomes `[T(x)]`), and the
+    traces with their offsets moved to match. Shared by both backends: what reads as a call's result in a
+    returned text always came from its tool."""
+    ran = {c.start for c in calls}
+    out, pos, shift = [], 0, 0
+    moves: list[tuple[int, int]] = []  # (offset in text, characters removed before it so far)
+    for span in find_calls(text):
+        if span.call.result is None or span.start in ran:
+            continue
+        close, _ = _arrow_end(text, span)
+        out.append(text[pos:close])
+        tail = "]" if span.complete else ""
+        out.append(tail)
+        shift += (span.end - close) - len(tail)
+        moves.append((span.end, shift))
+        pos = span.end
+    if not moves:
+        return text, list(calls)
+    out.append(text[pos:])
+
+    def moved(at: int) -> int:
+        removed = 0
+        for end, total in moves:
+            if at >= end:
+                removed = total
+        return at - removed
+
+    traces = [replace(c, start=moved(c.start), end=moved(c.end)) for c in calls]
+    return "".join(out), traces
 
 
 MIN_SHARED_PREFIX = 16  # tokens: a shorter common prefix is not worth its own forward pass
@@ -281,6 +339,7 @@ def generate(
 
     vocab_size = int(model.config.vocab_size)
     vocab = _Vocab.of(tokenizer, vocab_size)
+    names = hf_vocab_texts(tokenizer, min(len(tokenizer), vocab_size)).call_names(tools.names())
     eos = _eos_ids(model, tokenizer)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (min(eos) if eos else 0)
     cache_kw = _cache_kwarg(model)
@@ -374,18 +433,28 @@ def generate(
     def choose(logits: Any, i: int) -> int:
         row = rows[i]
         logits = logits.float()
-        spans = find_calls(row.text[row.offset :]) if config.trigger_top_k else []
-        in_call = bool(spans) and not spans[-1].complete
         if config.disabled or len(row.calls) >= config.max_calls:
             logits[vocab.bracket] = float("-inf")
-        elif config.trigger_top_k and not in_call and row.triggers < config.max_calls:
-            # A forced "[" that the model does not turn into a call still uses up one of the row's calls;
-            # otherwise an untrained model is forced into "[" after "[" and writes junk.
-            top = torch.topk(logits, config.trigger_top_k).indices
-            hits = top[torch.isin(top, vocab.call_start)]
-            if hits.numel():
-                row.triggers += 1
-                return int(hits[0])
+        else:
+            # A call can only name a loaded tool: after "[" only tokens spelling one of their `Name(`.
+            rule, in_call = names.state(row.text[row.offset :])
+            if rule is not None and rule.ids.size:
+                ids = torch.from_numpy(rule.ids)
+                if rule.only:
+                    kept = logits[ids]
+                    logits = torch.full_like(logits, float("-inf"))
+                    logits[ids] = kept
+                else:
+                    logits[ids] = float("-inf")
+            if config.trigger_top_k and not in_call and row.triggers < config.max_calls:
+                # A forced "[" that the model does not turn into a call still uses up one of the row's calls;
+                # otherwise an untrained model is forced into "[" after "[" and writes junk.
+                top = torch.topk(logits, min(config.trigger_top_k, logits.shape[0])).indices
+                hits = top[torch.isin(top, vocab.call_start)]
+                hits = hits[torch.isfinite(logits[hits])]  # never a "[" that no loaded name may follow
+                if hits.numel():
+                    row.triggers += 1
+                    return int(hits[0])
         if not config.do_sample:
             return int(torch.argmax(logits))
         probs = torch.softmax(logits / config.temperature, dim=-1)
@@ -478,11 +547,12 @@ def generate(
             executor.shutdown(wait=False, cancel_futures=True)
 
     elapsed = time.perf_counter() - start_time
+    settled = [settle_results(r.text, r.calls) for r in rows]
     return [
         Generation(
             prompt=r.prompt,
-            text=r.text,
-            calls=r.calls,
+            text=text,
+            calls=calls,
             finish_reason=r.finish or "length",
             new_tokens=r.new_tokens,
             forced_tokens=r.forced,
@@ -490,5 +560,5 @@ def generate(
             seconds=elapsed,
             token_ids=list(r.ids),
         )
-        for r, n in zip(rows, prompt_lens)
+        for r, n, (text, calls) in zip(rows, prompt_lens, settled)
     ]

@@ -1,4 +1,10 @@
-"""`Toolformer`: a model, its tokenizer and its tools in one object, with `generate`, `ask` and `chat`."""
+"""`Toolformer`: a model, its tokenizer and its tools in one object, with `generate`, `ask` and `chat`.
+
+How `ask` and `chat` prompt depends on the model (`model_prompt_style`): a trained Toolformer (its folder's
+`toolformer.json` says `{"prompt": "zero-shot"}`: `toolformer-135m`, `toolformer train` output) gets the zero-shot
+prompt it was trained with, under the header naming the loaded tools, and chats with inline calls; any other model
+gets the few-shot prompt, which also names every loaded tool, and chats with JSON tool calls.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +17,7 @@ from typing import Any
 from toolformer.calls import Call
 from toolformer.errors import ConfigError
 from toolformer.runtime.decode import CallTrace, DecodeConfig, Event, Generation, generate
-from toolformer.runtime.prompts import STOP, build_prompt
+from toolformer.runtime.prompts import STOP, few_shot_prompt, tools_header, zero_shot_prompt
 from toolformer.tools import ToolRegistry, load_tools
 
 
@@ -28,6 +34,24 @@ class ChatResult:
     completion_tokens: int = 0
 
 
+PROMPT_STYLES = ("few-shot", "zero-shot")
+
+
+def model_prompt_style(model: Any) -> str:
+    """How to prompt `model` (a model spec or path, or a loaded model; None for none): "zero-shot" when its
+    `toolformer.json` holds `{"prompt": "zero-shot"}` (a trained Toolformer), else "few-shot"."""
+    if model is None:
+        return "few-shot"
+    from toolformer.models import model_meta
+
+    style = model_meta(model).get("prompt", "few-shot")
+    if style not in PROMPT_STYLES:
+        raise ConfigError(
+            f"prompt={style!r} in the model's toolformer.json is not one of {', '.join(PROMPT_STYLES)}"
+        )
+    return str(style)
+
+
 def _template_takes_tools(tokenizer: Any) -> bool:
     template = getattr(tokenizer, "chat_template", None) or ""
     return isinstance(template, str) and "tools" in template
@@ -40,11 +64,22 @@ class Toolformer:
     >>> tf.ask("What is 23 times 47?").text          # ' 23 * 47 is [Calculator(23 * 47) → 1081] 1081.'
     """
 
-    def __init__(self, model: Any, tokenizer: Any, tools: ToolRegistry | None = None, name: str = "") -> None:
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        tools: ToolRegistry | None = None,
+        name: str = "",
+        prompt_style: str | None = None,
+    ) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.tools = tools if tools is not None else load_tools(None)
         self.name = name or getattr(getattr(model, "config", None), "_name_or_path", "") or "model"
+        if prompt_style is not None and prompt_style not in PROMPT_STYLES:
+            raise ConfigError(f"prompt_style={prompt_style!r} is not one of {', '.join(PROMPT_STYLES)}")
+        # "zero-shot" for a trained Toolformer, "few-shot" otherwise (see `model_prompt_style`).
+        self.prompt_style = prompt_style or model_prompt_style(model)
 
     @classmethod
     def load(
@@ -71,9 +106,11 @@ class Toolformer:
             if device != "cpu":
                 raise ConfigError(f"device={device!r}: the llama.cpp backend runs on the CPU")
             lm = load_llamacpp(name, n_ctx=n_ctx or DEFAULT_CTX, n_threads=n_threads)
-            return cls(lm, lm.tokenizer, load_tools(tools, **tool_options), name=name)
+            style = model_prompt_style(name)
+            return cls(lm, lm.tokenizer, load_tools(tools, **tool_options), name=name, prompt_style=style)
         lm, tok = load_model(name, device=device)
-        return cls(lm, tok, load_tools(tools, **tool_options), name=name)
+        style = model_prompt_style(name)
+        return cls(lm, tok, load_tools(tools, **tool_options), name=name, prompt_style=style)
 
     @property
     def backend(self) -> str:
@@ -100,12 +137,40 @@ class Toolformer:
         config: DecodeConfig | None = None,
         on_event: Callable[[Event], None] | None = None,
     ) -> Generation:
-        """Answer a question with the built-in few-shot prompt for the loaded tools."""
+        """Answer a question, prompted as the model expects (see `prompt`)."""
         config = config or DecodeConfig()
         if not config.stop:
             config = replace(config, stop=list(STOP))
-        prompt = build_prompt(question, self.tools.names())
-        return self.generate([prompt], config, on_event)[0]
+        return self.generate([self.prompt(question)], config, on_event)[0]
+
+    def prompt(self, question: str) -> str:
+        """The prompt `ask` sends: a trained Toolformer's zero-shot prompt under the header naming the loaded
+        tools, or for any other model the few-shot prompt, which names them too (a user's tool with its examples)."""
+        tools = list(self.tools.values())
+        if self.prompt_style == "zero-shot":
+            return zero_shot_prompt(question, tools)
+        return few_shot_prompt(question, tools)
+
+    def chat_prompt(self, messages: list[dict[str, Any]]) -> str:
+        """A trained Toolformer's chat prompt: the system messages, the tools header, the earlier user and
+        assistant turns as `Question:`/`Answer:` pairs, then the last user message as its zero-shot question."""
+        system = [str(m.get("content") or "").strip() for m in messages if m.get("role") == "system"]
+        turns = [m for m in messages if m.get("role") in ("user", "assistant")]
+        last = max((i for i, m in enumerate(turns) if m["role"] == "user"), default=-1)
+        if last == -1:
+            raise ConfigError("messages hold no user message to answer")
+        history: list[str] = []
+        question = ""
+        for m in turns[:last]:
+            content = str(m.get("content") or "").strip()
+            if m["role"] == "user":  # consecutive user messages read as one question
+                question = f"{question}\n{content}" if question else content
+            elif question:  # an answer to the question before it
+                history.append(f"Question: {question}\nAnswer: {content}\n\n")
+                question = ""
+        tools = list(self.tools.values())
+        head = "".join(f"{s}\n" for s in system if s) + (tools_header(tools) if tools else "")
+        return head + "".join(history) + zero_shot_prompt(str(turns[last].get("content") or ""))
 
     def chat(
         self,
@@ -119,10 +184,22 @@ class Toolformer:
         Calls to the server's tools run here and their results go back into the conversation (up to
         `config.max_calls` rounds); calls to `client_tools` (OpenAI `tools=[…]` entries) are returned unexecuted.
         Inline `[Tool(…) → …]` calls in the text also run, as in `generate`.
+
+        A trained Toolformer (`prompt_style` "zero-shot") without client tools answers the last user message
+        through `chat_prompt` instead, calling tools inline as it was trained to (up to `config.max_calls`).
         """
         from toolformer.runtime.jsoncalls import parse_json_calls
 
         config = config or DecodeConfig(max_new_tokens=256)
+        if self.prompt_style == "zero-shot" and not client_tools:
+            if not config.stop:
+                config = replace(config, stop=list(STOP))
+            gen = self.generate([self.chat_prompt(messages)], config, on_event)[0]
+            content = gen.text.strip()
+            convo = [dict(m) for m in messages] + [{"role": "assistant", "content": content}]
+            return ChatResult(
+                content, gen.calls, [], convo, gen.finish_reason, gen.prompt_tokens, gen.new_tokens
+            )
         schemas = self.tools.openai_schemas() + list(client_tools or [])
         client_names = {t.get("function", t).get("name") for t in client_tools or []}
         convo = [dict(m) for m in messages]

@@ -31,7 +31,15 @@ import numpy as np
 
 from toolformer.calls import Call, find_calls, sanitize_result
 from toolformer.errors import ConfigError, ModelNotFoundError, require
-from toolformer.runtime.decode import CallTrace, DecodeConfig, Event, Generation, plan_feed
+from toolformer.runtime.callnames import CallNames, VocabTexts
+from toolformer.runtime.decode import (
+    CallTrace,
+    DecodeConfig,
+    Event,
+    Generation,
+    plan_feed,
+    settle_results,
+)
 from toolformer.tools import ToolRegistry
 
 logger = logging.getLogger(__name__)
@@ -238,13 +246,15 @@ class LlamaCppModel:
 
 
 class _Vocab:
-    """Token-id sets: tokens whose text contains '[' (masked when calls are off) and tokens that start a call."""
+    """Token-id sets: tokens whose text contains '[' (masked when calls are off) and tokens that start a call,
+    and every token's text (for `CallNames`)."""
 
     def __init__(self, tokenizer: LlamaCppTokenizer) -> None:
         has = [i for i, p in enumerate(tokenizer.pieces) if b"[" in p]
         starts = [i for i in has if tokenizer.pieces[i].decode("utf-8", errors="replace").strip() == "["]
         self.bracket = np.array(has, dtype=np.int64)
         self.call_start = np.array(starts or has[:1], dtype=np.int64)
+        self.texts = VocabTexts([p.decode("utf-8", errors="replace") for p in tokenizer.pieces])
 
 
 @dataclass
@@ -308,21 +318,35 @@ def load_llamacpp(
 
 
 def _choose(
-    logits: np.ndarray, row: _Row, config: DecodeConfig, vocab: _Vocab, rng: np.random.Generator
+    logits: np.ndarray,
+    row: _Row,
+    config: DecodeConfig,
+    vocab: _Vocab,
+    names: CallNames,
+    rng: np.random.Generator,
 ) -> int:
     """The next token for `row`: the same rules, in the same order, as the transformers backend."""
-    spans = find_calls(row.text[row.offset :]) if config.trigger_top_k else []
-    in_call = bool(spans) and not spans[-1].complete
     if config.disabled or len(row.calls) >= config.max_calls:
         logits[vocab.bracket] = -np.inf
-    elif config.trigger_top_k and not in_call and row.triggers < config.max_calls:
-        k = min(config.trigger_top_k, logits.shape[0])
-        top = np.argpartition(-logits, k - 1)[:k]
-        top = top[np.argsort(-logits[top], kind="stable")]
-        hits = top[np.isin(top, vocab.call_start)]
-        if hits.size:
-            row.triggers += 1
-            return int(hits[0])
+    else:
+        # A call can only name a loaded tool: after "[" only tokens spelling one of their `Name(`.
+        rule, in_call = names.state(row.text[row.offset :])
+        if rule is not None and rule.ids.size:
+            if rule.only:
+                kept = logits[rule.ids]
+                logits[:] = -np.inf
+                logits[rule.ids] = kept
+            else:
+                logits[rule.ids] = -np.inf
+        if config.trigger_top_k and not in_call and row.triggers < config.max_calls:
+            k = min(config.trigger_top_k, logits.shape[0])
+            top = np.argpartition(-logits, k - 1)[:k]
+            top = top[np.argsort(-logits[top], kind="stable")]
+            hits = top[np.isin(top, vocab.call_start)]
+            hits = hits[np.isfinite(logits[hits])]  # never a "[" that no loaded name may follow
+            if hits.size:
+                row.triggers += 1
+                return int(hits[0])
     if not config.do_sample:
         return int(np.argmax(logits))
     scaled = logits.astype(np.float64) / config.temperature
@@ -413,9 +437,10 @@ def _generate_one(
         raise ConfigError(
             f"prompt has {len(prompt_ids)} tokens, more than the context size n_ctx={model.n_ctx}"
         )
+    names = vocab.texts.call_names(tools.names())
     model.start(prompt_ids)
     while row.finish is None:
-        feed, pending = accept(_choose(model.logits(), row, config, vocab, rng))
+        feed, pending = accept(_choose(model.logits(), row, config, vocab, names, rng))
         if row.finish is not None:
             break
         if pending is not None:
@@ -424,10 +449,11 @@ def _generate_one(
             finish("length")
             break
         model.feed(feed)
+    text, calls = settle_results(row.text, row.calls)
     return Generation(
         prompt=row.prompt,
-        text=row.text,
-        calls=row.calls,
+        text=text,
+        calls=calls,
         finish_reason=row.finish or "length",
         new_tokens=row.new_tokens,
         forced_tokens=row.forced,

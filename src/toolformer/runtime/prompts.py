@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
+from toolformer.calls import CallSyntaxError, parse_call
 from toolformer.errors import ConfigError
 
 HEADER = (
@@ -60,3 +62,69 @@ def build_prompt(question: str, tools: Sequence[str] | None = None, header: str 
             blocks += [f"Question: {q}", f"Answer: {a}", ""]
     blocks += [f"Question: {question.strip()}", "Answer:"]
     return "\n".join(blocks)
+
+
+# The trained model's prompt (toolformer-135m): zero-shot "Question: …\nAnswer:", the shape of the paper's
+# evaluation prompts, optionally under a header that names the loaded tools. Training texts carry the same
+# header on a share of examples (`datagen.mixture`), so the model sees it both ways.
+TOOLS_HEADER_TITLE = "Tools you can call by writing [Tool(input)]:"
+
+
+def tool_line(name: str, description: str, examples: Sequence[str] = ()) -> str:
+    """One header line for a tool: its name, the first sentence of its description, and its first example."""
+    first = description.strip().split(". ")[0].rstrip(".")
+    line = f"- {name}: {first}."
+    if examples:
+        line += f" Example: [{examples[0]}]"
+    return line
+
+
+def tools_header(tools: Sequence[Any]) -> str:
+    """The header naming `tools` (objects with name, description and optional examples), ending in a newline."""
+    lines = [TOOLS_HEADER_TITLE]
+    for t in tools:
+        lines.append(tool_line(t.name, t.description, tuple(getattr(t, "examples", ()) or ())))
+    return "\n".join(lines) + "\n"
+
+
+def zero_shot_prompt(question: str, tools: Sequence[Any] | None = None) -> str:
+    """The trained model's prompt: optional tools header, then "Question: …\\nAnswer:"."""
+    if not question.strip():
+        raise ConfigError("question is empty")
+    head = tools_header(tools) if tools else ""
+    return f"{head}Question: {question.strip()}\nAnswer:"
+
+
+def few_shot_prompt(question: str, tools: Sequence[Any], header: str = HEADER) -> str:
+    """The untrained model's prompt for the loaded `tools` (Tool objects): `build_prompt`'s header, the tools
+    header naming every one of them (a user's tool too), the built-in examples of the built-ins, one example
+    per example call of any other tool (`Tool.examples`), then the question and `Answer:`.
+
+    An example call may carry a result (`Weather("Paris") → 18 °C`), shown as written; without one the
+    example shows the call alone, and the runtime fills in the real result when the model copies it.
+    """
+    if not question.strip():
+        raise ConfigError("question is empty")
+    blocks = [header]
+    if tools:
+        blocks.append(tools_header(tools).rstrip("\n"))
+    blocks.append("")
+    for t in tools:
+        turns = EXAMPLES.get(t.name) or [_example_turn(t, ex) for ex in getattr(t, "examples", ()) or ()]
+        for q, a in turns:
+            if q and a:
+                blocks += [f"Question: {q}", f"Answer: {a}", ""]
+    blocks += [f"Question: {question.strip()}", "Answer:"]
+    return "\n".join(blocks)
+
+
+def _example_turn(t: Any, example: str) -> tuple[str, str]:
+    """A question and answer showing one of a tool's example calls; ("", "") if it is not one call of `t`."""
+    try:
+        call = parse_call(f"[{example.strip()}]")
+    except CallSyntaxError:
+        return "", ""
+    if call.name != t.name:
+        return "", ""
+    task = t.description.strip().split(". ")[0].rstrip(".") or t.name
+    return f"{task}: {call.input}", call.text(with_result=call.result is not None)

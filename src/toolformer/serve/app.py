@@ -3,8 +3,11 @@
 Routes: `POST /v1/chat/completions`, `POST /v1/completions`, `GET /v1/models`, `GET /health`, `GET /metrics`, and
 the playground at `/`. The model runs on the batcher's thread and each request's chat loop on a worker thread, so
 the event loop only moves bytes. Every failure a client can cause is a 4xx in OpenAI's error shape: 400 bad JSON or
-fields, 401 missing/wrong key, 404 unknown model or route, 413 body too large, 429 too many requests in flight for
-one key; 504 when a request outlives `request_timeout`.
+fields, 401 missing/wrong key, 404 unknown model or route, 413 body too large, 429 too many prompts in flight for
+one key (a completions request counts each of its prompts); 504 when a request outlives `request_timeout`.
+With API keys set, `/v1/*` and `/metrics` need one (`Authorization: Bearer KEY`); `/health` and the playground page
+stay open (the page sends the key its user types). A request whose client goes away, streamed or not, is cancelled
+at once: its slot is freed, its queued prompts dropped, and its rows leave the batch being decoded.
 """
 
 from __future__ import annotations
@@ -63,6 +66,8 @@ from toolformer.serve.session import Reply, chat_plan, decode_config, run_chat, 
 logger = logging.getLogger(__name__)
 
 ROUTES = ("/v1/chat/completions", "/v1/completions", "/v1/models", "/health", "/metrics", "/")
+GUARDED = ("/v1/", "/metrics")  # what an API key protects: the model and what it has been asked (metrics)
+CLIENT_GONE = 499  # nginx's "client closed request": logged and counted, never read by the client
 _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorResponse} for code in (400, 401, 404, 413, 429, 504)
 }
@@ -70,6 +75,10 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 
 class _TooLarge(Exception):
     """The request body grew past the limit while it was being read."""
+
+
+class _ClientGone(Exception):
+    """The client disconnected before its reply was ready."""
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -127,29 +136,45 @@ def _as_api_error(exc: BaseException, timed_out: bool = False) -> ApiError:
 
 
 class _KeyLimiter:
-    """Requests in flight per API key (touched only on the event loop's thread)."""
+    """Prompts in flight per API key (touched only on the event loop's thread)."""
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.active: dict[str, int] = defaultdict(int)
 
-    def acquire(self, key: str) -> Callable[[], None]:
-        if self.active[key] >= self.limit:
+    def acquire(self, key: str, n: int = 1) -> Callable[[], None]:
+        """Take `n` slots (one per prompt) or raise 429; the returned function gives them back (once)."""
+        if n > self.limit:
             raise ApiError(
                 429,
-                f"too many requests in flight for this API key (limit {self.limit})",
+                f"this request has {n} prompts, more than the {self.limit} this API key may have in flight",
+                param="prompt",
                 code="rate_limit_exceeded",
             )
-        self.active[key] += 1
+        if self.active[key] + n > self.limit:
+            raise ApiError(
+                429,
+                f"too many prompts in flight for this API key (limit {self.limit}, {self.active[key]} in flight)",
+                code="rate_limit_exceeded",
+            )
+        self.active[key] += n
         released = False
 
         def release() -> None:
             nonlocal released
             if not released:
                 released = True
-                self.active[key] -= 1
+                self.active[key] -= n
 
         return release
+
+
+async def _client_gone(request: Request) -> None:
+    """Returns when the client disconnects (the body has been read by then: what comes next is the disconnect)."""
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            return
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -181,7 +206,7 @@ class _Gate:
                 self.metrics.observe_request(route, status, time.perf_counter() - started)
 
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
-        if path.startswith("/v1/"):
+        if path.startswith(GUARDED):
             key = self._key(headers.get("authorization", ""))
             if key is None:
                 error = ApiError(
@@ -319,23 +344,40 @@ def create_app(backend: Any, config: ServeConfig | None = None) -> FastAPI:
     def api_key(request: Request) -> str:
         return getattr(request.state, "api_key", "")
 
-    async def run_blocking(fn: Callable[..., Reply], *args: Any, cancel: threading.Event) -> Reply:
+    def abandon(cancel: threading.Event) -> None:
+        """Nothing more of this request is decoded: its rows leave their batch and its queued prompts go now."""
+        cancel.set()
+        batcher.prune()
+
+    def timeout_error() -> ApiError:
+        return ApiError(504, f"the request took longer than {config.request_timeout:g} s", code="timeout")
+
+    async def run_blocking(jobs: list[Callable[..., Reply]], request: Request) -> list[Reply]:
+        """Run `jobs` (each `job(cancelled=...)`) on worker threads until all are done, the client goes away
+        (`_ClientGone`) or `request_timeout` passes (504); any failure cancels the rest of the request."""
         loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(pool, functools.partial(fn, *args, cancelled=cancel.is_set))
+        cancel = threading.Event()
+        replies = asyncio.gather(
+            *(loop.run_in_executor(pool, functools.partial(job, cancelled=cancel.is_set)) for job in jobs)
+        )
+        gone = asyncio.ensure_future(_client_gone(request))
         try:
-            return await asyncio.wait_for(future, config.request_timeout)
-        except (TimeoutError, asyncio.TimeoutError) as exc:
-            cancel.set()  # nothing more of this request should be decoded
-            raise ApiError(
-                504, f"the request took longer than {config.request_timeout:g} s", code="timeout"
-            ) from exc
-        except Exception as exc:
-            cancel.set()
+            await asyncio.wait(
+                {replies, gone}, timeout=config.request_timeout, return_when=asyncio.FIRST_COMPLETED
+            )
+            if replies.done():
+                return replies.result()
+            raise _ClientGone if gone.done() else timeout_error()
+        except BaseException as exc:
+            abandon(cancel)  # one failed prompt ends the request: its other prompts stop too
+            if isinstance(exc, (ApiError, _ClientGone)) or not isinstance(exc, Exception):
+                raise
             # As an ApiError it is answered here; a bare exception would reach uvicorn, which drops the connection.
             raise _as_api_error(exc) from exc
-        except BaseException:
-            cancel.set()
-            raise
+        finally:
+            gone.cancel()
+            if not replies.done():
+                replies.cancel()  # the threads see `cancel` and stop; their results are not waited for
 
     def observe(reply: Reply) -> None:
         metrics.observe_reply(reply.prompt_tokens, reply.completion_tokens, reply.trace)
@@ -347,11 +389,18 @@ def create_app(backend: Any, config: ServeConfig | None = None) -> FastAPI:
         jobs: list[Callable[..., Reply]],
         render: Callable[[int, str, Any], list[Any]],
         release: Callable[[], None],
+        request: Request,
     ) -> AsyncIterator[str]:
-        """Run `jobs` (one per choice) on worker threads and yield SSE lines rendered from their items."""
+        """Run `jobs` (one per choice) on worker threads and yield SSE lines rendered from their items; stop
+        when the client goes away."""
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[tuple[int, str, Any]] = asyncio.Queue()
         cancel = threading.Event()
+        gone: asyncio.Future[None] | None = None
+
+        async def watch() -> None:
+            await _client_gone(request)
+            queue.put_nowait((-1, "gone", None))
 
         def put(index: int, kind: str, payload: Any) -> None:
             loop.call_soon_threadsafe(queue.put_nowait, (index, kind, payload))
@@ -367,6 +416,7 @@ def create_app(backend: Any, config: ServeConfig | None = None) -> FastAPI:
         deadline = loop.time() + config.request_timeout
         left = len(jobs)
         try:
+            gone = asyncio.ensure_future(watch())
             for line in render(-1, "start", None):
                 yield line
             while left:
@@ -375,10 +425,11 @@ def create_app(backend: Any, config: ServeConfig | None = None) -> FastAPI:
                         queue.get(), max(0.0, deadline - loop.time())
                     )
                 except (TimeoutError, asyncio.TimeoutError):
-                    error = ApiError(
-                        504, f"the request took longer than {config.request_timeout:g} s", code="timeout"
-                    )
-                    yield _sse(error.body())
+                    abandon(cancel)
+                    yield _sse(timeout_error().body())
+                    return
+                if kind == "gone":
+                    logger.info("client went away: its stream is cancelled")
                     return
                 if kind == "error":
                     yield _sse(_as_api_error(payload).body())
@@ -392,7 +443,9 @@ def create_app(backend: Any, config: ServeConfig | None = None) -> FastAPI:
                 yield line
             yield "data: [DONE]\n\n"
         finally:
-            cancel.set()
+            if gone is not None:
+                gone.cancel()
+            abandon(cancel)  # a stream that ended early (client gone, error, timeout) leaves no work behind
             release()
 
     def streaming(body: AsyncIterator[str], release: Callable[[], None]) -> StreamingResponse:
@@ -438,9 +491,13 @@ def create_app(backend: Any, config: ServeConfig | None = None) -> FastAPI:
         rid, now = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
         if not body.stream:
             try:
-                reply = await run_blocking(run_chat, plan, backend, batcher, None, cancel=threading.Event())
+                [reply] = await run_blocking(
+                    [functools.partial(run_chat, plan, backend, batcher, None)], request
+                )
+            except _ClientGone:
+                return Response(status_code=CLIENT_GONE)  # nobody reads it: for the logs and metrics
             finally:
-                release()
+                release()  # at once, also when the client went away: the slot is not held until a timeout
             observe(reply)
             message = ResponseMessage(
                 content=reply.content if reply.content or not reply.tool_calls else None,
@@ -500,7 +557,7 @@ def create_app(backend: Any, config: ServeConfig | None = None) -> FastAPI:
             return []
 
         job = functools.partial(_chat_job, plan, backend, batcher)
-        return streaming(event_stream([job], render, release), release)
+        return streaming(event_stream([job], render, release, request), release)
 
     @app.post("/v1/completions", response_model=Completion, responses=_ERRORS)
     async def completions(body: CompletionRequest, request: Request) -> Any:
@@ -511,17 +568,16 @@ def create_app(backend: Any, config: ServeConfig | None = None) -> FastAPI:
         prompts = [body.prompt] if isinstance(body.prompt, str) else list(body.prompt)
         if not prompts:
             raise ApiError(400, "prompt must not be an empty list", param="prompt")
-        release = limiter.acquire(api_key(request))
+        release = limiter.acquire(api_key(request), len(prompts))  # every prompt is a row in flight
         rid, now = f"cmpl-{uuid.uuid4().hex}", int(time.time())
         if not body.stream:
             try:
-                cancel = threading.Event()
-                replies = await asyncio.gather(
-                    *(
-                        run_blocking(run_completion, p, config_, backend, batcher, None, cancel=cancel)
-                        for p in prompts
-                    )
+                replies = await run_blocking(
+                    [functools.partial(run_completion, p, config_, backend, batcher, None) for p in prompts],
+                    request,
                 )
+            except _ClientGone:
+                return Response(status_code=CLIENT_GONE)
             finally:
                 release()
             for reply in replies:
@@ -565,7 +621,7 @@ def create_app(backend: Any, config: ServeConfig | None = None) -> FastAPI:
             return []
 
         jobs = [functools.partial(_completion_job, p, config_, backend, batcher) for p in prompts]
-        return streaming(event_stream(jobs, render, release), release)
+        return streaming(event_stream(jobs, render, release, request), release)
 
     return app
 

@@ -1,7 +1,9 @@
 """The seam between the server and a model: the `Backend` protocol (generate a batch with tools, streaming events).
 
 The server calls only `backend.generate(prompts, config, on_event)`, from its one batching thread, and reads
-`name`, `kind`, `tokenizer` (for the chat template), `tools`, `max_batch` and `context_length`.
+`name`, `kind`, `tokenizer` (for the chat template), `tools`, `max_batch` and `context_length`. A backend whose
+`drops_rows` is true also gets `cancelled=fn`, `fn(row) -> bool`: it should stop decoding a row once that is true
+(the row's client went away), so the rest of the batch goes on without it.
 `ToolformerBackend` adapts a `Toolformer`, which already runs either decoder: transformers (`runtime.decode`,
 every prompt of a batch in one forward pass per step) or llama.cpp (`runtime.llamacpp`, prompts one after another
 on one context, so its `max_batch` is 1). Another engine (vLLM, a remote model) only has to provide the same attributes and method.
@@ -9,6 +11,7 @@ on one context, so its `max_batch` is 1). Another engine (vLLM, a remote model) 
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
@@ -25,6 +28,8 @@ class Backend(Protocol):
     tools: ToolRegistry
     max_batch: int
     context_length: int | None  # tokens of prompt + reply the model takes; None: unchecked
+    # Optional: when true, `generate` also takes `cancelled(row) -> bool` and stops decoding rows it flags.
+    drops_rows: bool
 
     def generate(
         self, prompts: Sequence[str], config: DecodeConfig, on_event: Callable[[Event], None] | None = None
@@ -46,10 +51,19 @@ class ToolformerBackend:
         config = getattr(tf.model, "config", None)
         limit = getattr(tf.model, "n_ctx", None) or getattr(config, "max_position_embeddings", None)
         self.context_length: int | None = limit if isinstance(limit, int) else None
+        # Rows are dropped mid-batch only where the runtime's decoder can stop one row; otherwise the batcher
+        # still stops a batch once every request in it is gone.
+        self.drops_rows = "cancelled" in inspect.signature(tf.generate).parameters
 
     def generate(
-        self, prompts: Sequence[str], config: DecodeConfig, on_event: Callable[[Event], None] | None = None
+        self,
+        prompts: Sequence[str],
+        config: DecodeConfig,
+        on_event: Callable[[Event], None] | None = None,
+        cancelled: Callable[[int], bool] | None = None,
     ) -> list[Generation]:
+        if cancelled is not None and self.drops_rows:
+            return self.tf.generate(list(prompts), config, on_event, cancelled=cancelled)
         return self.tf.generate(list(prompts), config, on_event)
 
 

@@ -4,7 +4,10 @@ a batch and the server's event loop never waits on the model.
 Requests submit a prompt with its `DecodeConfig` and get a `concurrent.futures.Future[Generation]`; their streaming
 events are delivered from this thread as the batch decodes. A batch holds prompts with equal configs (the decoder
 takes one config per batch), oldest first; a seeded request runs alone so that its sample does not depend on which
-other requests happened to share its batch. Requests cancelled while queued are dropped before they cost anything.
+other requests happened to share its batch. Requests cancelled while queued are dropped before they cost anything
+(`prune` drops them at once, so a timed-out request leaves nothing queued). A started batch drops a cancelled
+request's rows when the backend can (`drops_rows`: its `generate` takes `cancelled(row)`), and stops as soon as
+every request in it is gone, whatever the backend.
 This is a queue-fed static batcher, not continuous batching: a request arriving mid-batch waits for the next one.
 """
 
@@ -27,6 +30,10 @@ logger = logging.getLogger(__name__)
 
 class Cancelled(ToolformerError):
     """The request went away (client gone or timed out) before its prompt was decoded."""
+
+
+class _Abandoned(Exception):
+    """Raised from the event callback to stop a batch whose requests are all gone."""
 
 
 @dataclass
@@ -102,9 +109,23 @@ class Batcher:
             if self._stopping:
                 job.future.set_exception(Cancelled("the server is shutting down"))
                 return job.future
+            # Checked under the lock: a request cancelled (and pruned) a moment ago must not queue again.
+            if job.cancelled():
+                job.future.set_exception(Cancelled("the request was cancelled"))
+                return job.future
             self._queue.append(job)
             self._cond.notify()
         return job.future
+
+    def prune(self) -> int:
+        """Drop every queued job whose request is cancelled (their futures fail with `Cancelled`); how many."""
+        with self._cond:
+            gone = [job for job in self._queue if job.cancelled()]
+            if gone:
+                self._queue = deque(job for job in self._queue if not job.cancelled())
+        for job in gone:
+            job.future.set_exception(Cancelled("the request was cancelled while queued"))
+        return len(gone)
 
     def _take(self) -> list[_Job]:
         """Wait for work, then take the oldest job and the queued jobs that can share its batch."""
@@ -148,7 +169,12 @@ class Batcher:
     def _run(self, batch: list[_Job]) -> None:
         def dispatch(event: Event) -> None:
             job = batch[event.row]
-            if job.on_event is None or job.cancelled():
+            if job.cancelled():
+                # Events come every token: the first one after the last request left ends the batch.
+                if all(j.cancelled() for j in batch):
+                    raise _Abandoned
+                return
+            if job.on_event is None:
                 return
             try:
                 job.on_event(Event(event.kind, 0, event.text, event.trace, event.finish_reason))
@@ -157,8 +183,16 @@ class Batcher:
 
         self.running = len(batch)
         started = time.perf_counter()
+        kwargs: dict[str, Any] = {}
+        if getattr(self.backend, "drops_rows", False):
+            kwargs["cancelled"] = lambda row: batch[row].cancelled()
         try:
-            gens = self.backend.generate([j.prompt for j in batch], batch[0].config, dispatch)
+            gens = self.backend.generate([j.prompt for j in batch], batch[0].config, dispatch, **kwargs)
+        except _Abandoned:
+            logger.debug("batch of %d stopped: every request in it is gone", len(batch))
+            for job in batch:
+                job.future.set_exception(Cancelled("the request was cancelled"))
+            return
         except BaseException as exc:  # every waiting request gets the failure instead of hanging
             logger.exception("batch of %d failed", len(batch))
             for job in batch:
@@ -172,4 +206,7 @@ class Batcher:
         if self.on_batch is not None:
             self.on_batch(len(batch))
         for job, gen in zip(batch, gens):
-            job.future.set_result(gen)
+            if job.cancelled():  # its rows may have been dropped part-way: not a reply anyone should read
+                job.future.set_exception(Cancelled("the request was cancelled"))
+            else:
+                job.future.set_result(gen)

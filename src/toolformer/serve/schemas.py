@@ -89,7 +89,8 @@ class _Sampling(_Request):
     temperature: float | None = Field(default=None, ge=0, le=2)
     top_p: float | None = Field(default=None, gt=0, le=1)
     stop: str | list[str] | None = None
-    seed: int | None = None
+    # The decoders seed a 64-bit generator: anything else would fail deep inside them (a 500), not here (a 400).
+    seed: int | None = Field(default=None, ge=0, lt=2**64, strict=True)
     n: int = Field(default=1, ge=1)
     stream: bool = False
     stream_options: StreamOptions | None = None

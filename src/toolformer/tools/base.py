@@ -12,7 +12,7 @@ import threading
 import time
 import types
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,6 +44,8 @@ class Tool:
     parameters: dict[str, Any] = field(default_factory=lambda: {"type": "object", "properties": {}})
     timeout: float = DEFAULT_TIMEOUT_S
     version: str = "1"
+    # Example calls as the model should write them (`Weather("Paris")`), shown to the model in the tools header.
+    examples: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.name or not self.name.replace("_", "a").isalnum() or self.name[0].isdigit():
@@ -106,9 +108,14 @@ class Tool:
             if isinstance(call, str):
                 call = Call(self.name, call)
             kwargs = self.bind(call)
-            text = run_with_timeout(
-                lambda: self(**kwargs), self.timeout if timeout is None else timeout, self.name
-            )
+            limit = self.timeout if timeout is None else timeout
+            bounded = getattr(self.fn, "call_within", None)
+            if (
+                bounded is not None
+            ):  # it enforces the limit itself (a worker process it kills): no thread needed
+                text = _to_text(bounded(kwargs, limit))
+            else:
+                text = run_with_timeout(lambda: self(**kwargs), limit, self.name)
             ok = True
         except Exception as exc:  # noqa: BLE001 - a tool failure is data for the model, never a crash
             text, ok = error_text(exc), False
@@ -131,7 +138,11 @@ def error_text(exc: BaseException) -> str:
 
 
 def run_with_timeout(fn: Callable[[], str], timeout: float, name: str = "tool") -> str:
-    """Run `fn` in a daemon thread; give up after `timeout` seconds (the thread is abandoned, the process lives on)."""
+    """Run `fn` in a daemon thread; give up after `timeout` seconds (the thread is abandoned, the process lives on).
+
+    For code that is bounded by construction (the built-ins): a thread cannot be stopped, and one that holds the GIL
+    overruns the limit. Code that may not be bounded runs in a worker process instead (`tools.worker`).
+    """
     box: dict[str, Any] = {}
     # The caller's context variables (e.g. the search exclusion of `wikisearch.excluding`) go with the call.
     context = contextvars.copy_context()
@@ -276,10 +287,12 @@ def tool(
     name: str | None = None,
     description: str | None = None,
     timeout: float = DEFAULT_TIMEOUT_S,
+    examples: Sequence[str] = (),
 ) -> Any:
     """Make a Tool from a function: the JSON schema comes from its type hints, the descriptions from its docstring.
 
-    Use as `@tool` or `@tool(name="Search", timeout=10)`.
+    Use as `@tool` or `@tool(name="Search", timeout=10, examples=['Search("Eiffel Tower")'])`; `examples` are
+    calls as the model should write them, shown to the model in the tools header (`runtime.prompts.tools_header`).
     """
 
     def build(f: Callable[..., Any]) -> Tool:
@@ -310,6 +323,7 @@ def tool(
             fn=f,
             parameters=params,
             timeout=timeout,
+            examples=tuple(examples),
         )
 
     return build(fn) if fn is not None else build

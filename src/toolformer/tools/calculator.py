@@ -1,7 +1,8 @@
 """The Calculator tool: safe arithmetic on model-written text, by an AST walk that allows only numbers and + - * / **.
 
-Paper semantics: four operations and parentheses, result rounded to 2 decimals. Friendlier input is accepted
-(`1,000`, `15%`, `20% of 50`, `×`, `÷`, `−`, `^` for powers, `$`), and nothing is ever passed to eval/exec:
+Paper semantics: four operations and parentheses, result rounded to 2 decimals (half-up on the decimal a person
+reads: 2.675 → 2.68). Friendlier input is accepted (`1,000`, `007`, `15%`, `20% of 50`, `×`, `÷`, `−`, `^` for
+powers, `$`), and nothing is ever passed to eval/exec:
 `ast.parse(mode="eval")` builds a tree and only numeric constants, unary +/- and the binary operators
 + - * / ** are evaluated. Caps on input length, tree size, depth, exponent and magnitude keep every call to a
 few milliseconds whatever the input.
@@ -15,6 +16,7 @@ import operator
 import re
 import unicodedata
 from collections.abc import Callable
+from decimal import ROUND_HALF_UP, Decimal
 
 from toolformer.errors import ToolError
 from toolformer.tools.base import Tool
@@ -25,6 +27,7 @@ MAX_DEPTH = 60
 MAX_EXPONENT = 64
 MAX_MAGNITUDE = 1e15  # beyond this a float cannot hold 2 exact decimals anyway
 DECIMALS = 2
+_QUANTUM = Decimal(1).scaleb(-DECIMALS)  # 0.01
 
 Number = int | float
 
@@ -65,6 +68,9 @@ _TRANSLATE = str.maketrans(
 _THOUSANDS = re.compile(r"(?<![\d.,])\d{1,3}(?:,\d{3})+(?![\d,])")
 _PERCENT_OF = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*%\s*of\b", re.IGNORECASE)
 _PERCENT = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*%(?!\s*[\d.(])")
+# `007` is a SyntaxError in Python 3 but plain to a person: drop the leading zeros of a number, never of a fraction
+# part (`1.005`) nor the last digit (`0`, `0.5`).
+_LEADING_ZEROS = re.compile(r"(?<![\d.])0+(?=\d)")
 _TIMES_X = re.compile(r"(?<=[\d)])\s+[xX]\s+(?=[\d(.])")
 _ALLOWED = frozenset("0123456789.+-*/()eE \t\n")
 
@@ -75,6 +81,7 @@ def normalize(expression: str) -> str:
     text = "".join(_ascii_digit(ch) for ch in unicodedata.normalize("NFKC", text))
     text = text.strip().rstrip("=").strip()
     text = _THOUSANDS.sub(lambda m: m.group(0).replace(",", ""), text)
+    text = _LEADING_ZEROS.sub("", text)
     text = _PERCENT_OF.sub(r"(\1/100)*", text)
     text = _PERCENT.sub(r"(\1/100)", text)
     return _TIMES_X.sub(" * ", text)
@@ -107,10 +114,15 @@ def evaluate(expression: str) -> Number:
 
 
 def format_number(value: Number) -> str:
-    """Round to 2 decimals as in the paper and drop trailing zeros: 1081, 0.29, -3.5."""
+    """Round to 2 decimals as in the paper and drop trailing zeros: 1081, 0.29, -3.5.
+
+    Rounding is half-up (away from zero) on the decimal a person reads, the float's shortest repr, not on its
+    binary value: 2.675 → 2.68 and 1.005 → 1.01, where `round()` gives 2.67 and 1.
+    """
     if isinstance(value, int):
         return str(value)
-    text = f"{round(value, DECIMALS):.{DECIMALS}f}".rstrip("0").rstrip(".")
+    rounded = Decimal(repr(value)).quantize(_QUANTUM, rounding=ROUND_HALF_UP)
+    text = f"{rounded:f}".rstrip("0").rstrip(".")
     return "0" if text in ("-0", "") else text
 
 
@@ -140,6 +152,7 @@ def calculator_tool() -> Tool:
             "required": ["expression"],
         },
         timeout=1.0,
+        examples=("Calculator(400 / 1400)",),
     )
 
 

@@ -44,6 +44,7 @@ def calendar_tool(clock: Clock | None = None) -> Tool:
         fn=lambda **_ignored: format_date(today(clock)),  # a JSON call may still send {"input": ""}
         parameters={"type": "object", "properties": {}},
         timeout=1.0,
+        examples=("Calendar()",),
     )
 
 

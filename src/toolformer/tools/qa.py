@@ -9,6 +9,7 @@ plugged in as `reader(question, passages) -> answer`, where each passage is "Tit
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -51,12 +52,96 @@ def extractive_reader(question: str, passages: list[str]) -> str:
     return shorten(best, ANSWER_CHARS)
 
 
+SPAN_WORDS = 5  # an answer span is at most this many words
+_WORD = re.compile(r"[\w'’-]+", re.UNICODE)
+# A span ends at punctuation or where a new clause starts.
+_SPAN_STOP = frozenset({"and", "or", "but", "which", "who", "whom", "whose", "where", "when", "while", "that",
+                        "after", "before", "because", "although", "since", "until", "as", "with", "from", "in", "on", "at"})  # fmt: skip
+_WH = re.compile(r"^(where|when)\s+(is|was|are|were|did|does|do)\s+(.+?)\s+(\w+)\s*\?*$", re.IGNORECASE)
+
+
+def _words(text: str) -> list[tuple[str, int, int]]:
+    return [(m.group().lower(), m.start(), m.end()) for m in _WORD.finditer(text)]
+
+
+def as_statement(question: str) -> str | None:
+    """The statement to complete for `question`: the text itself when it is not a question ("X was born in"),
+    "X was born in" for "Where/When was X born?", or None for other questions."""
+    q = question.strip()
+    if not q.endswith("?"):
+        return q.rstrip(" .:")
+    m = _WH.match(q)
+    if m is None:
+        return None
+    aux, subject, verb = m.group(2).lower(), m.group(3), m.group(4)
+    if aux in ("did", "does", "do"):
+        return f"{subject} {verb}"
+    return f"{subject} {aux} {verb} in"
+
+
+def _span_after(sentence: str, statement: str) -> tuple[int, str] | None:
+    """(length of the statement's tail found in `sentence`, the words after it), or None.
+
+    The longest tail of the statement's words (at most 4) that occurs in the sentence wins; the span runs from
+    there to the first punctuation, clause word or SPAN_WORDS words.
+    """
+    tail = [w for w, _, _ in _words(statement)][-4:]
+    words = _words(sentence)
+    lowered = [w for w, _, _ in words]
+    for size in range(len(tail), 0, -1):
+        needle = tail[-size:]
+        if size == 1 and needle[0] in _SPAN_STOP | {"is", "was", "in", "of", "the", "a", "an", "by", "to"}:
+            return None  # one function word matches anywhere
+        for i in range(len(lowered) - size + 1):
+            if lowered[i : i + size] != needle or i + size >= len(words):
+                continue
+            start = words[i + size][1]
+            rest = sentence[start:]
+            cut = re.split(r"[,.;:()\[\]\"“”]", rest, maxsplit=1)[0]
+            out: list[str] = []
+            for m in _WORD.finditer(cut):
+                if m.group().lower() in _SPAN_STOP or len(out) >= SPAN_WORDS:
+                    break
+                out.append(m.group())
+            if out:
+                return size, " ".join(out)
+    return None
+
+
+def span_reader(question: str, passages: list[str]) -> str:
+    """The short answer to `question` in `passages` when one can be read, else `extractive_reader`'s sentence.
+
+    For a statement to complete (or a where/when question turned into one by `as_statement`), each sentence of
+    the passages is scored as in `extractive_reader`, plus 2 per word of the statement's tail it contains; the
+    best sentence that contains a tail gives the words after it (up to the first punctuation or clause word).
+    """
+    statement = as_statement(question)
+    if statement is None:
+        return extractive_reader(question, passages)
+    q_terms = set(content_terms(statement))
+    best: tuple[float, str] | None = None
+    for rank, passage in enumerate(passages):
+        title, _, body = passage.partition("\n") if "\n" in passage else ("", "", passage)
+        title_terms = set(content_terms(title))
+        for sentence in split_sentences(body):
+            found = _span_after(sentence, statement)
+            if found is None:
+                continue
+            overlap = len(q_terms & (set(content_terms(sentence)) | title_terms))
+            score = (overlap + 2 * found[0]) * RANK_DECAY**rank
+            if best is None or score > best[0]:
+                best = (score, found[1])
+    if best is None:
+        return extractive_reader(question, passages)
+    return best[1]
+
+
 def qa_tool(
     searcher: Searcher | str | Path | None = None, reader: Reader | None = None, k: int = TOP_K
 ) -> Tool:
     """A QA Tool: retrieve `k` passages with `searcher`, then answer with `reader` (default: extractive)."""
     engine = searcher if isinstance(searcher, Searcher) else Searcher(searcher)
-    read = reader or extractive_reader
+    read = reader or span_reader
 
     def qa(question: str) -> str:
         question = question.strip()
@@ -73,7 +158,7 @@ def qa_tool(
 
     return Tool(
         name="QA",
-        description="Answer a factual question from Wikipedia passages; returns a short answer sentence.",
+        description="Answer a factual question, or complete a statement, from Wikipedia passages; returns a short answer.",
         fn=qa,
         parameters={
             "type": "object",
@@ -82,5 +167,6 @@ def qa_tool(
             },
             "required": ["question"],
         },
+        examples=('QA("Joe Biden was born in")',),
         timeout=30.0,  # the first call may build the search index
     )

@@ -3,10 +3,15 @@
 A spec is a comma-separated string (or a list) of items: a built-in name (`Calculator`), `module:attr` (a
 function, wrapped with `@tool`; a Tool; or a list of Tools), or `mcp:COMMAND LINE` (a stdio MCP server; in a
 string spec the command line cannot contain commas, in a list item it can). None means all built-ins.
+
+Tools from a `module:attr` item run in worker processes (`tools.worker`), where a time limit can be enforced by
+killing them; the built-ins run in-process, bounded by construction. An MCP server is a process already.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
 import importlib
 import inspect
 import os
@@ -19,6 +24,17 @@ from toolformer.errors import ConfigError, ToolNotFoundError
 from toolformer.tools.base import Tool, ToolOutput, tool
 
 BUILTIN_NAMES: tuple[str, ...] = ("Calculator", "Calendar", "WikiSearch", "QA", "MT")
+
+
+def did_you_mean(name: str, known: Iterable[str]) -> str:
+    """`: did you mean 'Calculator'?` for the known name closest to `name` (case first, then spelling), else ""."""
+    names = list(known)
+    by_case = {n.lower(): n for n in names}
+    found = by_case.get(name.lower())
+    if found is None:
+        close = difflib.get_close_matches(name.lower(), list(by_case), n=1, cutoff=0.6)
+        found = by_case[close[0]] if close else None
+    return f": did you mean {found!r}?" if found is not None and found != name else ""
 
 
 class ToolRegistry(Mapping[str, Tool]):
@@ -35,7 +51,8 @@ class ToolRegistry(Mapping[str, Tool]):
             return self._tools[name]
         except KeyError:
             known = ", ".join(self._tools) or "none"
-            raise ToolNotFoundError(f"unknown tool {name!r} (known: {known})") from None
+            close = did_you_mean(name, self._tools)
+            raise ToolNotFoundError(f"unknown tool {name!r}{close} (known: {known})") from None
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._tools)
@@ -95,7 +112,8 @@ def builtin_tools(
         clock: returns today's date for Calendar (default: $TOOLFORMER_TODAY or the real date).
         corpus: a Searcher, a JSONL(.gz) corpus path, or None for the shipped Wikipedia corpus; WikiSearch and
             QA share it.
-        mt_model: a Translator, a model id or directory for MT (default: $TOOLFORMER_MT_MODEL or NLLB-600M).
+        mt_model: an MT engine, "apertium", or a model id or directory for MT (default: $TOOLFORMER_MT_MODEL,
+            else NLLB-600M when its weights are on disk, else Apertium).
         qa_reader: `reader(question, passages) -> answer` for QA (default: the extractive sentence reader).
     """
     from toolformer.tools.calculator import calculator_tool
@@ -141,7 +159,8 @@ def load_tools(spec: str | Iterable[str] | None = None, **builtin_kwargs: Any) -
                 _add(registry, found, item)
         else:
             raise ConfigError(
-                f"tool spec item {item!r} is not a built-in ({', '.join(BUILTIN_NAMES)}), module:function or mcp:COMMAND"
+                f"tool spec item {item!r} is not a built-in ({', '.join(BUILTIN_NAMES)}), module:function or "
+                f"mcp:COMMAND{did_you_mean(item, BUILTIN_NAMES)}"
             )
     return registry
 
@@ -166,6 +185,18 @@ def _mcp_item(item: str) -> list[Tool]:
 
 
 def _import_item(item: str) -> list[Tool]:
+    """The item's tools, each calling into worker processes that import the same item (in-process where
+    worker processes are not supported)."""
+    from toolformer.tools import worker
+
+    found = resolve_item(item)
+    if not worker.SUPPORTED:
+        return found
+    return [dataclasses.replace(t, fn=worker.ProcessFunction(item, t.name)) for t in found]
+
+
+def resolve_item(item: str) -> list[Tool]:
+    """The tools a `module:attr` item names, in this process (a worker process calls this too)."""
     module_name, _, attr_path = item.partition(":")
     module_name, attr_path = module_name.strip(), attr_path.strip()
     if not module_name or not attr_path:

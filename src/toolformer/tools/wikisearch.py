@@ -2,9 +2,12 @@
 
 The paper searched the KILT Wikipedia dump with BM25; the default here is the shipped corpus of 10,033 English
 Wikipedia lead sections (`toolformer/data/vital_en.jsonl.gz`, CC BY-SA, see data/README.md). Any JSONL (or
-JSONL.gz) file with a text field works. Indexes live under `$TOOLFORMER_HOME/indexes/<name>-<hash>/`
-(default `~/.cache/toolformer`) and are rebuilt when missing or damaged. Nothing here prints: progress goes
-to an optional callback.
+JSONL.gz) file with a text field works, and so does a folder of Markdown/text files or one such file (one
+passage per section or paragraph, see `documents.py`). Indexes live under `$TOOLFORMER_HOME/indexes/<name>-<hash>/`
+(default `~/.cache/toolformer`) and are rebuilt when missing or damaged. An index remembers the fields it was
+built with: a later `Searcher(corpus)` or `build_index(corpus)` that names no field uses those of the latest
+index of that corpus, so `toolformer index build FILE --text-field content` makes every later `--corpus FILE`
+read `content`. Nothing here prints: progress goes to an optional callback.
 
 A search can leave passages out: `Searcher.search(..., exclude=pred)`, or for every search made inside
 `with excluding(pred):` (a context variable, so the tools' signatures stay as the model sees them). Data
@@ -30,15 +33,21 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from toolformer.errors import DataError, ToolError
+from toolformer.errors import ConfigError, DataError, ToolError
 from toolformer.paths import toolformer_home
 from toolformer.tools.base import Tool
+from toolformer.tools.documents import documents_hash, is_document_corpus, read_documents
 
 DEFAULT_CORPUS_NAME = "vital_en.jsonl.gz"
 INDEX_FORMAT = 1  # bump when the files written by build_index change
 SNIPPET_CHARS = 200
 TOP_K = 3
 STOPWORDS = "en"
+DEFAULT_FIELDS = (
+    "text",
+    "title",
+    "id",
+)  # text, title, id: the JSONL fields read when none is given or remembered
 _TOKEN = re.compile(r"(?u)\b\w\w+\b")  # bm25s' default token pattern, reused for snippets
 # Split after . ! ? unless the period ends an initial ("J. R. R.") or a common abbreviation.
 _SENTENCE_END = re.compile(
@@ -111,12 +120,15 @@ def default_corpus_path() -> Path:
 def read_corpus(
     corpus_path: str | Path, text_field: str = "text", title_field: str = "title", id_field: str = "id"
 ) -> list[dict[str, str]]:
-    """Read a JSONL or JSONL.gz corpus into `{"id", "title", "text"}` dicts.
+    """Read a JSONL or JSONL.gz corpus, or Markdown/text documents, into `{"id", "title", "text"}` dicts.
 
-    `text_field` is required on every line; a missing title is "", a missing id is the line number.
+    JSONL: `text_field` is required on every line; a missing title is "", a missing id is the line number.
+    A folder or a .md/.markdown/.txt file is read by `documents.read_documents` (the fields do not apply).
     Raises DataError naming the file and line of the first bad record.
     """
     path = Path(corpus_path)
+    if is_document_corpus(path):
+        return read_documents(path)
     if not path.is_file():
         raise DataError(f"corpus file {str(path)!r} does not exist")
     passages: list[dict[str, str]] = []
@@ -139,9 +151,9 @@ def read_corpus(
 def build_index(
     corpus_path: str | Path | None = None,
     name: str | None = None,
-    text_field: str = "text",
-    title_field: str = "title",
-    id_field: str = "id",
+    text_field: str | None = None,
+    title_field: str | None = None,
+    id_field: str | None = None,
     *,
     progress: Progress | None = None,
     force: bool = False,
@@ -150,17 +162,17 @@ def build_index(
 
     The directory is `$TOOLFORMER_HOME/indexes/<name>-<hash>/`, where the hash covers the corpus bytes, the field
     names and the index format, so an edited corpus gets a new index. A directory that is incomplete or damaged
-    is rebuilt. `corpus_path=None` means the shipped corpus. Statistics are in `index_info(path)`.
+    is rebuilt. `corpus_path=None` means the shipped corpus. A field left None is the one the latest index of
+    this corpus was built with (`remembered_fields`), else text/title/id. Statistics are in `index_info(path)`.
     """
     import bm25s
 
     path = Path(corpus_path) if corpus_path is not None else default_corpus_path()
-    if not path.is_file():
-        raise DataError(f"corpus file {str(path)!r} does not exist")
-    fields = (text_field, title_field, id_field)
+    fields = resolve_fields(path, text_field, title_field, id_field)
     digest = _content_hash(path, fields)
     target = toolformer_home() / "indexes" / f"{_safe_name(name or _stem(path))}-{digest}"
     if not force and _index_ok(target):
+        _mark_used(target)
         return target
     say = progress or (lambda _msg: None)
     start = time.perf_counter()
@@ -185,7 +197,8 @@ def build_index(
             "format": INDEX_FORMAT,
             "corpus": str(path.resolve()),
             "hash": digest,
-            "fields": {"text": text_field, "title": title_field, "id": id_field},
+            "fields": dict(zip(("text", "title", "id"), fields, strict=True)),
+            "kind": "documents" if is_document_corpus(path) else "jsonl",
             "passages": len(passages),
             "vocabulary": len(retriever.vocab_dict),
             "seconds": round(time.perf_counter() - start, 3),
@@ -203,8 +216,60 @@ def build_index(
                 raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    _mark_used(target)
     say(f"index ready: {target}")
     return target
+
+
+def resolve_fields(
+    corpus_path: str | Path, text_field: str | None, title_field: str | None, id_field: str | None
+) -> tuple[str, str, str]:
+    """The (text, title, id) fields to read `corpus_path` with: those given, else remembered, else the defaults.
+
+    Raises DataError when the corpus does not exist, and ConfigError when fields are given for Markdown/text
+    documents (they have none).
+    """
+    path = Path(corpus_path)
+    given = (text_field, title_field, id_field)
+    if is_document_corpus(path):
+        if not path.exists():
+            raise DataError(f"corpus {str(path)!r} does not exist")
+        named = [
+            f"{kind}_field={value!r}" for kind, value in zip(("text", "title", "id"), given, strict=True)
+        ]
+        extra = [n for n, v, d in zip(named, given, DEFAULT_FIELDS, strict=True) if v is not None and v != d]
+        if extra:
+            raise ConfigError(
+                f"{', '.join(extra)} applies to JSONL corpora only; {path} is Markdown/text (one passage per "
+                "section or paragraph)"
+            )
+        return DEFAULT_FIELDS
+    if not path.is_file():
+        raise DataError(f"corpus file {str(path)!r} does not exist")
+    remembered = remembered_fields(path) if None in given else None
+    fallback = remembered or DEFAULT_FIELDS
+    text, title, ident = (v if v is not None else d for v, d in zip(given, fallback, strict=True))
+    return text, title, ident
+
+
+def remembered_fields(corpus_path: str | Path) -> tuple[str, str, str] | None:
+    """The (text, title, id) fields of the index of this corpus file built or used last, or None."""
+    root = toolformer_home() / "indexes"
+    resolved = str(Path(corpus_path).resolve())
+    best: tuple[int, tuple[str, str, str]] | None = None
+    for meta_path in root.glob("*/meta.json") if root.is_dir() else ():
+        try:
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+            mtime = meta_path.stat().st_mtime_ns
+        except (OSError, ValueError):
+            continue
+        fields = meta.get("fields") if isinstance(meta, dict) else None
+        if meta.get("corpus") != resolved or not isinstance(fields, dict):
+            continue
+        names = tuple(fields.get(kind) for kind in ("text", "title", "id"))
+        if all(isinstance(n, str) and n for n in names) and (best is None or mtime > best[0]):
+            best = (mtime, names)  # type: ignore[assignment]
+    return best[1] if best else None
 
 
 def index_info(index_dir: str | Path) -> dict[str, Any]:
@@ -218,7 +283,9 @@ def index_info(index_dir: str | Path) -> dict[str, Any]:
 class Searcher:
     """BM25 search over one corpus. Cheap to create: the index is built or loaded on the first search.
 
-    Give a corpus file (indexed and cached by `build_index`), or `index_dir` for an index built before.
+    Give a corpus (a JSONL file, or Markdown/text documents; indexed and cached by `build_index`), or
+    `index_dir` for an index built before (a corpus path that is an index directory counts as one). Fields left
+    None are the ones the corpus's index was built with, else text/title/id.
     """
 
     def __init__(
@@ -227,12 +294,14 @@ class Searcher:
         *,
         index_dir: str | Path | None = None,
         name: str | None = None,
-        text_field: str = "text",
-        title_field: str = "title",
-        id_field: str = "id",
+        text_field: str | None = None,
+        title_field: str | None = None,
+        id_field: str | None = None,
         progress: Progress | None = None,
     ) -> None:
         self.corpus_path = Path(corpus_path) if corpus_path is not None else None
+        if index_dir is None and self.corpus_path is not None and _index_ok(self.corpus_path):
+            index_dir, self.corpus_path = self.corpus_path, None
         self.index_dir = Path(index_dir) if index_dir is not None else None
         self.name = name
         self.fields = (text_field, title_field, id_field)
@@ -400,6 +469,7 @@ def wikisearch_tool(
             },
             "required": ["query"],
         },
+        examples=('WikiSearch("Joe Biden")',),
         timeout=30.0,  # the first call may build the index (about 1 s for the shipped corpus on 2 cores)
     )
 
@@ -435,7 +505,17 @@ def _record(
         raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
     text = obj.get(text_field)
     if not isinstance(text, str) or not text.strip():
-        raise DataError(f"{path}:{lineno}: field {text_field!r} is missing or not non-empty text")
+        hint = ""
+        if text_field not in obj:
+            fields = [k for k, v in obj.items() if isinstance(v, str) and v.strip()][:8]
+            if (
+                fields
+            ):  # the likely fix: index the file once with its real text field, which is then remembered
+                hint = (
+                    f" (text fields on this line: {', '.join(map(repr, fields))}; run `toolformer index build "
+                    f"{path} --text-field NAME` once)"
+                )
+        raise DataError(f"{path}:{lineno}: field {text_field!r} is missing or not non-empty text{hint}")
     title = obj.get(title_field)
     ident = obj.get(id_field)
     return {
@@ -450,6 +530,8 @@ def _index_text(passage: dict[str, str]) -> str:
 
 
 def _content_hash(path: Path, fields: tuple[str, str, str]) -> str:
+    if is_document_corpus(path):
+        return documents_hash(path, f"format={INDEX_FORMAT};stopwords={STOPWORDS}")
     digest = hashlib.sha256(f"format={INDEX_FORMAT};stopwords={STOPWORDS};fields={fields}\n".encode())
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
@@ -459,13 +541,21 @@ def _content_hash(path: Path, fields: tuple[str, str, str]) -> str:
 
 def _stem(path: Path) -> str:
     name = path.name
-    for suffix in (".gz", ".jsonl", ".json", ".txt"):
+    for suffix in (".gz", ".jsonl", ".json", ".txt", ".md", ".markdown"):
         name = name.removesuffix(suffix)
     return name or "corpus"
 
 
 def _safe_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("._") or "corpus"
+
+
+def _mark_used(index: Path) -> None:
+    # The index used last is the one whose fields a later field-less load of its corpus remembers. The time is
+    # set explicitly: a file's own mtime has the kernel tick's granularity, too coarse to order two quick builds.
+    now = time.time_ns()
+    with contextlib.suppress(OSError):
+        os.utime(index / "meta.json", ns=(now, now))
 
 
 def _index_ok(index: Path) -> bool:

@@ -100,6 +100,11 @@ class TrainConfig:
         0.05,
         "Dev share for rows without a split field (hash of the id; annotate rows carry their own split).",
     )
+    allow_partial: bool = _opt(
+        False,
+        "Train on the documents written so far by an annotate run that has not finished or was killed (a "
+        "manifest still says status running); without it such a partial folder is refused.",
+    )
     max_dev_texts: int = _opt(
         200, "Dev texts scored at each evaluation (the first ones by hash; paper: 1,000)."
     )
@@ -243,6 +248,7 @@ RESUMABLE_CHANGES = frozenset(
     {
         "resume", "out", "epochs", "max_steps", "eval_steps", "save_steps", "save_total_limit", "keep_checkpoints",
         "logging_steps", "tensorboard", "merge", "device", "bf16", "gradient_checkpointing", "max_dev_texts",
+        "allow_partial",
     }
 )  # fmt: skip
 

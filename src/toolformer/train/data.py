@@ -1,10 +1,12 @@
 """Training texts for `toolformer train`: read the augmented corpus, mix in plain texts, tokenize with loss masks.
 
-Input (`read_corpus`): an output folder of `toolformer annotate` (every `shard-*.jsonl`: rows `{"id", "split",
-"text" (with calls), "source_text", "calls"}`; the texts of its input's documents that kept no call are read back
-through the manifest), a JSONL file, or a folder of JSONL files (`--text-field`, default "text"). A row whose text
-holds a complete call `[Tool(args) → result]` is *annotated*; a row without one is *plain*. Each annotated row
-also gives a *source* text: its `source_text`, else the text with the calls taken out (`strip_calls`).
+Input (`read_corpus`): an output folder of `toolformer annotate`, read with its own reader
+(`datagen.outputs.AnnotateFolder`: every document, its shard row if it kept a call, its text if it kept none), a
+JSONL file, or a folder of JSONL files (`--text-field`, default "text"). A text holding a complete call
+`[Tool(args) → result]` is *annotated*; a document or row without one is *plain*. Each annotated text also gives
+a *source* text: its `source_text`, else the text with the calls taken out (`strip_calls`). `Corpus.documents`
+accounts for every document (or row): annotated, plain, or dropped with the reason. An annotate folder whose run
+has not finished (a manifest still says "running") is refused unless `allow_partial`.
 
 Split: a row's `split` field ("train"/"dev"; any other value, e.g. "test", keeps the row out of training), else a
 hash of its id (`datagen.merge.split_of`, the same rule annotate uses), so the dev set never depends on the order
@@ -26,6 +28,7 @@ import io
 import json
 import logging
 import random
+import re
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -59,6 +62,23 @@ class Text:
 
 
 @dataclass
+class DocumentCounts:
+    """Every document of an annotate folder (or row of JSONL data): annotated + plain + dropped = total."""
+
+    total: int = 0
+    annotated: int = 0
+    plain: int = 0
+    dropped: dict[str, int] = field(default_factory=dict)  # by reason
+
+    def drop(self, reason: str) -> None:
+        self.total += 1
+        self.dropped[reason] = self.dropped.get(reason, 0) + 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
 class Corpus:
     """Everything read from the data: annotated rows, plain rows/documents, and the annotated rows' sources."""
 
@@ -67,8 +87,9 @@ class Corpus:
     annotated: list[Text] = field(default_factory=list)
     plain: list[Text] = field(default_factory=list)
     source: list[Text] = field(default_factory=list)
-    skipped: dict[str, int] = field(default_factory=dict)  # rows left out, by reason
+    skipped: dict[str, int] = field(default_factory=dict)  # rows left out, by reason (= documents.dropped)
     notes: list[str] = field(default_factory=list)  # why a pool is empty or smaller than expected
+    documents: DocumentCounts = field(default_factory=DocumentCounts)
 
 
 @dataclass
@@ -94,6 +115,7 @@ class MixStats:
     dev: SplitStats
     skipped_rows: dict[str, int]
     notes: list[str]
+    documents: dict[str, Any] = field(default_factory=dict)  # DocumentCounts: every document accounted for
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -115,9 +137,10 @@ def data_files(path: str | Path) -> tuple[str, list[Path]]:
         raise DataError(f"data {str(path)!r}: no such file or directory")
     if p.is_file():
         return "jsonl", [p]
-    shards = sorted(p.glob("shard-*.jsonl"))
-    if shards:
-        return "annotate", shards
+    from toolformer.datagen.outputs import AnnotateFolder
+
+    if AnnotateFolder.looks_like(p):
+        return "annotate", sorted(p.glob("records-*.jsonl")) + sorted(p.glob("shard-*.jsonl"))
     files = sorted(f for f in p.rglob("*") if f.is_file() and f.name.lower().endswith(_JSONL_SUFFIXES))
     if not files:
         raise DataError(
@@ -163,16 +186,53 @@ def _split(row: dict[str, Any], doc_id: str, dev_fraction: float) -> str:
 
 
 def read_corpus(
-    path: str | Path, text_field: str = "text", dev_fraction: float = 0.05, documents: bool = True
+    path: str | Path, text_field: str = "text", dev_fraction: float = 0.05, allow_partial: bool = False
 ) -> Corpus:
     """Read the training data at `path` (see the module docstring).
 
-    Raises DataError naming the file, line and field of the first bad row, or when nothing usable is found.
-    `documents` False skips reading back an annotate folder's documents that kept no call.
+    Raises DataError naming the file, line and field of the first bad row, for an unfinished annotate folder
+    (unless `allow_partial`), or when nothing usable is found.
     """
     kind, files = data_files(path)
-    corpus = Corpus(kind, [str(f) for f in files])
-    skipped: Counter[str] = Counter()
+    if kind == "annotate":
+        corpus = _read_annotate(Path(path).expanduser(), allow_partial)
+    else:
+        corpus = _read_jsonl(files, text_field, dev_fraction)
+    corpus.skipped = dict(corpus.documents.dropped)
+    if not corpus.annotated and not corpus.plain:
+        counts = corpus.documents
+        dropped = "; ".join(f"{reason}: {n}" for reason, n in counts.dropped.items())
+        raise DataError(
+            f"data {str(path)!r}: no training texts among {counts.total} documents in {len(files)} file(s)"
+            + (f" (dropped: {dropped})" if dropped else "")
+        )
+    return corpus
+
+
+def _add(corpus: Corpus, doc_id: str, text: str, split: str, source_text: str | None = None) -> None:
+    """File one text as annotated (with its source) or plain, by whether it holds a call with its result.
+
+    Only executed calls e(c, r) count: a call written without a result (a tools header's `[QA("…")]` example)
+    is part of the text the model reads, not a call it is trained to make.
+    """
+    spans = [s for s in find_calls(text, include_incomplete=False) if s.call.result is not None]
+    if not spans:
+        corpus.plain.append(Text(doc_id, text, split, PLAIN))
+        corpus.documents.plain += 1
+        corpus.documents.total += 1
+        return
+    start = spans[0].start
+    corpus.annotated.append(Text(doc_id, text, split, ANNOTATED, start))
+    corpus.documents.annotated += 1
+    corpus.documents.total += 1
+    if not isinstance(source_text, str) or not source_text.strip():
+        source_text = strip_calls(text)
+    # The text before the first call is the same in both, so the call's offset marks the same place.
+    corpus.source.append(Text(doc_id, source_text, split, SOURCE, min(start, len(source_text))))
+
+
+def _read_jsonl(files: list[Path], text_field: str, dev_fraction: float) -> Corpus:
+    corpus = Corpus("jsonl", [str(f) for f in files])
     for f in files:
         for number, row in iter_jsonl(f):
             if text_field not in row:
@@ -186,100 +246,92 @@ def read_corpus(
                     f"{f}:{number}: field {text_field!r} is a {type(text).__name__}, not a string"
                 )
             if not text.strip():
-                skipped["empty text"] += 1
+                corpus.documents.drop("empty text")
                 continue
             doc_id = _row_id(row, f, number)
             split = _split(row, doc_id, dev_fraction)
             if split not in SPLITS:
-                skipped[f"split={split}"] += 1
+                corpus.documents.drop(f"split={split}")
                 continue
-            spans = find_calls(text, include_incomplete=False)
-            if not spans:
-                corpus.plain.append(Text(doc_id, text, split, PLAIN))
-                continue
-            start = spans[0].start
-            corpus.annotated.append(Text(doc_id, text, split, ANNOTATED, start))
-            source = row.get("source_text")
-            if not isinstance(source, str) or not source.strip():
-                source = strip_calls(text)
-            # The text before the first call is the same in both, so the call's offset marks the same place.
-            corpus.source.append(Text(doc_id, source, split, SOURCE, min(start, len(source))))
-    if kind == "annotate" and documents:
-        corpus.plain.extend(_documents_without_calls(Path(path).expanduser(), corpus, text_field))
-    corpus.skipped = dict(skipped)
-    if not corpus.annotated and not corpus.plain:
-        raise DataError(f"data {str(path)!r}: no training texts in {len(files)} file(s)")
+            _add(corpus, doc_id, text, split, row.get("source_text"))
     return corpus
 
 
-def _documents_without_calls(folder: Path, corpus: Corpus, text_field: str) -> list[Text]:
-    """The annotate input's documents that kept no call (status ok), read back through the manifest.
-
-    The records say which documents kept none, but hold no text; the manifest names the input. Anything that
-    goes wrong (input moved, Hub data set, unreadable) leaves a note and an empty pool, never a failure.
-    """
-    wanted: dict[str, str] = {}
-    for rec_file in sorted(folder.glob("records-*.jsonl")):
-        try:
-            for _, rec in iter_jsonl(rec_file):
-                if rec.get("status") == "ok" and not rec.get("kept_calls") and rec.get("split") in SPLITS:
-                    wanted[str(rec.get("id"))] = str(rec["split"])
-        except DataError as exc:
-            corpus.notes.append(f"documents without calls not used: {exc}")
-            return []
-    if not wanted:
-        return []
-    manifests = sorted(folder.glob("manifest*.json"))
-    try:
-        manifest = json.loads(manifests[0].read_text(encoding="utf-8")) if manifests else {}
-        config = manifest.get("config", {})
-        input_path = manifest.get("input", {}).get("path")
-        if not input_path or not Path(input_path).exists():
-            corpus.notes.append(
-                f"documents without calls not used: the annotate input {input_path!r} is not a local file"
-            )
-            return []
-        return _read_documents(input_path, config, wanted, text_field)
-    except Exception as exc:  # noqa: BLE001 - an optional pool: say why it is empty and train on the rest
-        corpus.notes.append(f"documents without calls not used: {type(exc).__name__}: {exc}")
-        return []
+_NUMBER = re.compile(r"\d+")
 
 
-def _read_documents(
-    input_path: str, config: dict[str, Any], wanted: dict[str, str], text_field: str
-) -> list[Text]:
-    """The texts of the documents `wanted` ({id: split}) from an annotate input, as annotate read them."""
-    from toolformer.datagen.io import get_field, iter_rows, open_source, record_id
+def _bad_reason(verdict: str) -> str:
+    """A bad row's verdict as a count key: without the part naming the row, numbers as N."""
+    return "bad input row: " + _NUMBER.sub("N", verdict.split(" (")[0].split(": ")[0]).strip()
 
-    fmt = config.get("format", "auto")
-    source = open_source(
-        input_path, fmt, config.get("text_unit", "paragraph"), config.get("hf_split", "train")
-    )
-    field_name = config.get("text_field", text_field)
-    out: list[Text] = []
-    for fallback_id, value in iter_rows(source):
-        if not isinstance(value, (dict, str)):
-            continue  # a line that is not JSON: annotate recorded it as bad
-        doc_id = record_id(value, fallback_id, config.get("id_field", "id"))
-        split = wanted.pop(doc_id, None)
-        if split is None:
-            continue
-        if fmt == "gsm8k" and isinstance(value, dict):
-            from toolformer.datagen.sample import gsm8k_document
 
-            text = gsm8k_document(value)[0].text
-        elif isinstance(value, str):
-            text = value
+def _read_annotate(folder: Path, allow_partial: bool) -> Corpus:
+    """Every document of an annotate folder: annotated (its shard row), plain (its text), or dropped, with why."""
+    from toolformer.datagen.outputs import ANNOTATED as KEPT
+    from toolformer.datagen.outputs import BAD, AnnotateFolder
+
+    annotated = AnnotateFolder(folder)
+    unfinished = annotated.unfinished()
+    if unfinished is not None and not allow_partial:
+        n = sum(1 for _ in annotated.records())
+        raise DataError(
+            f"data {str(folder)!r} is an unfinished annotate run: {unfinished}; {n} documents are there so far. "
+            "Rerun the same annotate command to finish it, or pass --allow-partial to train on what is there"
+        )
+    files = sorted(folder.glob("records-*.jsonl")) + sorted(folder.glob("shard-*.jsonl"))
+    corpus = Corpus("annotate", [str(f) for f in files])
+    for doc in annotated.documents():
+        if doc.kind == BAD:
+            corpus.documents.drop(_bad_reason(doc.record.verdict if doc.record else ""))
+        elif doc.split not in SPLITS:
+            corpus.documents.drop(f"split={doc.split}")
+        elif doc.kind == KEPT:
+            if doc.row is None:
+                corpus.documents.drop("kept a call, but its shard row is missing")
+            else:
+                _add(corpus, doc.id, doc.row.text, doc.split, doc.row.source_text)
+        elif doc.text is None:
+            corpus.documents.drop(f"no call kept, and no text: {doc.missing}")
+        elif not doc.text.strip():
+            corpus.documents.drop("empty text")
         else:
-            try:
-                text = get_field(value, field_name)
-            except KeyError:
-                continue
-        if isinstance(text, str) and text.strip():
-            out.append(Text(doc_id, strip_calls(text), split, PLAIN))
-        if not wanted:
-            break
-    return out
+            # A document that kept no call may still hold calls the run did not propose back: hide them.
+            corpus.plain.append(Text(doc.id, strip_calls(doc.text), doc.split, PLAIN))
+            corpus.documents.plain += 1
+            corpus.documents.total += 1
+    corpus.notes.extend(annotated.notes)
+    if unfinished is not None:
+        corpus.notes.append(
+            f"the annotate run is not finished ({unfinished}): trained on the {corpus.documents.total} "
+            "documents written so far (--allow-partial)"
+        )
+    return corpus
+
+
+def why_no_training_texts(corpus: Corpus, stats: MixStats) -> str:
+    """One line saying why mixing left no training text (for the error `train` raises)."""
+    counts = corpus.documents
+    what = "documents" if corpus.kind == "annotate" else "rows"
+    if not corpus.annotated:
+        where = (
+            "annotate kept no call in any of them: see why with `toolformer annotate inspect DIR` (gains L⁻ − L⁺) "
+            "and rerun annotate with a lower tau_f (--tau-f, --tau-f-tool)"
+            if corpus.kind == "annotate"
+            else "a training text holds a complete call [Tool(args) → result]: annotate the data first "
+            "(`toolformer annotate`), or name the field holding them with --text-field"
+        )
+        if stats.mix_ratio is not None and corpus.plain:
+            where += f"; mix_ratio={stats.mix_ratio:g} adds plain texts only beside texts with a call"
+        elif corpus.plain:
+            where += f"; the {len(corpus.plain)} plain texts are all in the dev split"
+        return f"no text carries a call ({counts.total} {what}, {counts.plain} plain): {where}"
+    dev = sum(t.split == "dev" for t in corpus.annotated)
+    if dev == len(corpus.annotated):
+        return (
+            f"all {dev} texts with a call are in the dev split, none is left to train on: give rows split=train, "
+            "or (annotate) use a smaller --dev-fraction"
+        )
+    return f"no training texts after mixing ({counts.total} {what}: {counts.annotated} with a call, {counts.plain} plain)"
 
 
 # --------------------------------------------------------------------------------------------- mixing
@@ -350,7 +402,13 @@ def mix(
             f"available from mix_from={mix_from!r}"
         )
     stats = MixStats(
-        ratio, mix_from, train_stats, _stats(dev, dev_wanted, dev_available), dict(corpus.skipped), notes
+        ratio,
+        mix_from,
+        train_stats,
+        _stats(dev, dev_wanted, dev_available),
+        dict(corpus.skipped),
+        notes,
+        corpus.documents.to_dict(),
     )
     return train, dev, stats
 

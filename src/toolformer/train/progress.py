@@ -3,7 +3,8 @@
 It replaces the Trainer's tqdm bar and its printed log dicts. Tokens are the non-padding input tokens the Trainer
 counts in `state.num_input_tokens_seen`; a step's time runs from `on_step_begin` to `on_step_end` (forward,
 backward and optimizer step of every micro-batch; evaluation and checkpoint writing are not in it). It also makes
-the last step evaluate and save, so the final weights are a candidate for the best checkpoint.
+the last step evaluate and save, so the final weights are a candidate for the best checkpoint. When stderr is not a
+terminal the bar becomes plain progress lines (`toolformer.progress.Progress`).
 """
 
 from __future__ import annotations
@@ -60,7 +61,9 @@ class TrainMeter(TrainerCallback):
         self.start_step = state.global_step
         if self.progress and self._bar is None:
             from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+            from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
+
+            from toolformer.progress import Progress  # a bar on a terminal, plain lines in a log
 
             self._bar = Progress(
                 TextColumn("[bold]train[/bold]"),
@@ -72,6 +75,7 @@ class TrainMeter(TrainerCallback):
                 TimeRemainingColumn(),
                 console=Console(stderr=True),
                 transient=False,
+                name="train",
             )
             self._bar.start()
             self._task = self._bar.add_task(

@@ -32,7 +32,7 @@ from typing import Any
 from toolformer.configs import resolve_device, use_bf16
 from toolformer.errors import ConfigError, DataError, MissingExtraError
 from toolformer.train.config import CONFIG_FILE, REPORT_FILE, TrainConfig
-from toolformer.train.data import MixStats, Text, encode_many, mix, read_corpus
+from toolformer.train.data import MixStats, Text, encode_many, mix, read_corpus, why_no_training_texts
 
 logger = logging.getLogger(__name__)
 
@@ -323,6 +323,17 @@ def _trainer_class(fused_head: bool) -> type:
     return PlainLossSFTTrainer
 
 
+def _mark_trained_toolformer(out: Path) -> None:
+    """Mark `out` as a trained Toolformer (`{"prompt": "zero-shot"}` in its toolformer.json, other keys kept):
+    `ask` and `chat` then prompt it zero-shot, as its training texts read (see `runtime.engine`)."""
+    from toolformer.models import META_FILE
+
+    path = out / META_FILE
+    meta = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    meta["prompt"] = "zero-shot"
+    path.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+
+
 # --------------------------------------------------------------------------------------------- train
 
 
@@ -342,12 +353,12 @@ def train(
         logger.info("%s already holds a finished run; nothing to do", out)
         return finished
 
-    corpus = read_corpus(config.data, config.text_field, config.dev_fraction)
+    corpus = read_corpus(config.data, config.text_field, config.dev_fraction, config.allow_partial)
     train_texts, dev_texts, stats = mix(
         corpus, config.mix_ratio, config.mix_from, config.seed, config.max_dev_texts
     )
     if not train_texts:
-        raise DataError(f"data {config.data!r}: no training texts (every row is in the dev split?)")
+        raise DataError(f"data {config.data!r}: {why_no_training_texts(corpus, stats)}")
 
     device = resolve_device(config.device)
     bf16 = use_bf16(config.bf16, device)
@@ -429,6 +440,7 @@ def _run(
             mode = "lora-adapter"
     final.save_pretrained(str(out), safe_serialization=True)
     tokenizer.save_pretrained(str(out))  # with the chat template
+    _mark_trained_toolformer(out)
 
     state = trainer.state
     losses, dev_curve = _curves(state.log_history)

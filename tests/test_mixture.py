@@ -1,0 +1,227 @@
+"""The all-tools mixture: candidate texts per tool carry one call at the answer, assemble keeps what the filter kept."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+from toolformer.calls import find_calls
+from toolformer.datagen import mixture
+from toolformer.datagen.records import Document
+from toolformer.datagen.sample import DataProposer
+from toolformer.tools import load_tools
+
+ARTICLES = [
+    {
+        "id": "en:Albert Einstein",
+        "title": "Albert Einstein",
+        "text": "Albert Einstein (14 March 1879 – 18 April 1955) was a German-born theoretical physicist who "
+        "developed the theory of relativity. He was born in Ulm, in the Kingdom of Württemberg.",
+        "description": "German-born physicist (1879–1955)",
+    },
+    {
+        "id": "en:Canberra",
+        "title": "Canberra",
+        "text": "Canberra is the capital city of Australia. Founded following the federation of the colonies, "
+        "it is the largest inland city.",
+    },
+    {
+        "id": "en:Backgammon",
+        "title": "Backgammon",
+        "text": "Backgammon is a two-player board game played with dice.",
+    },
+]
+
+
+def _one_call(text: str) -> list:
+    spans = find_calls(text, include_incomplete=True)
+    assert len(spans) == 1, text
+    return spans
+
+
+def test_wikisearch_texts_ask_a_question_whose_answer_follows_one_search_of_the_question() -> None:
+    rows = list(mixture.wikisearch_texts(ARTICLES, seed=0))
+    assert rows, "every article has a definitional first sentence"
+    for row in rows:
+        question = row["text"].split("\n")[0].removeprefix("Question: ")
+        (span,) = _one_call(row["text"])
+        assert span.call.name == "WikiSearch"
+        assert json.loads(span.call.args) == question.rstrip("?")  # the query is the question itself
+        assert row["text"].index("Answer: [WikiSearch(") > 0
+        assert row["meta"]["kind"] == "wikisearch"
+    reverse = [r for r in rows if r["text"].endswith("Backgammon.")]
+    assert reverse and reverse[0]["text"].startswith("Question: What is a two-player board game")
+
+
+def test_wikisearch_person_questions_use_who_and_can_ask_the_birth_date() -> None:
+    texts = []
+    for seed in range(12):
+        texts += [r["text"] for r in mixture.wikisearch_texts(ARTICLES[:1], seed=seed)]
+    assert any(t.startswith("Question: Who was a German-born theoretical physicist?") for t in texts)
+    assert any(
+        t.startswith("Question: When was Albert Einstein born?") and t.endswith("14 March 1879.")
+        for t in texts
+    )
+    assert not any(t.startswith("Question: What was") for t in texts)
+
+
+def test_qa_texts_cut_a_statement_before_its_object_and_ask_qa_the_statement() -> None:
+    rows = list(mixture.qa_texts(ARTICLES))
+    texts = {r["text"] for r in rows}
+    assert (
+        'Albert Einstein was born in [QA("Albert Einstein was born in")] Ulm.' in texts
+    )  # "He" -> the title
+    assert 'Canberra is the capital city of [QA("Canberra is the capital city of")] Australia.' in texts
+    assert all(len(find_calls(t, include_incomplete=True)) == 1 for t in texts)
+
+
+def test_calendar_texts_answer_for_the_given_day() -> None:
+    rows = list(mixture.calendar_texts(dt.date(2023, 1, 30)))
+    texts = [r["text"] for r in rows]
+    assert "Question: What day of the week is it today?\nAnswer: [Calendar()] It is Monday." in texts
+    assert (
+        "Question: What will the date be tomorrow?\nAnswer: [Calendar()] Tomorrow is January 31, 2023."
+        in texts
+    )
+    assert "Question: How many days are left in this year?\nAnswer: [Calendar()] 335 days." in texts
+    assert {r["meta"]["today"] for r in rows} == {"2023-01-30"}
+
+
+def test_mt_texts_take_the_answer_from_the_translator_and_skip_its_errors() -> None:
+    pairs = [("mt:a", "El gato negro duerme."), ("mt:b", "Frase imposible aquí.")]
+
+    def translate(text: str) -> str:
+        return "The black cat sleeps." if "gato" in text else "error: no pair"
+
+    rows = list(mixture.mt_texts(pairs, translate))
+    assert len(rows) == 1
+    (span,) = _one_call(rows[0]["text"])
+    assert span.call.name == "MT" and json.loads(span.call.args) == "El gato negro duerme."
+    assert "The black cat sleeps" in rows[0]["text"]
+
+
+def test_mt_sentences_keep_short_sentences_one_per_article() -> None:
+    arts = [
+        {
+            "id": "es:x",
+            "text": "Es un gato. El gato negro duerme en la casa grande. Otra frase más larga aquí.",
+        }
+    ]
+    assert list(mixture.mt_sentences(arts)) == [("mt:es:x", "El gato negro duerme en la casa grande.")]
+
+
+def test_candidate_calls_are_taken_out_and_proposed_back_by_the_data_proposer() -> None:
+    (row,) = [r for r in mixture.qa_texts(ARTICLES) if "Ulm" in r["text"]]
+    clean, cands = DataProposer().extract(Document(row["id"], row["text"], {}))
+    assert clean.text == "Albert Einstein was born in Ulm."
+    assert [(c.tool, c.position) for c in cands] == [("QA", len("Albert Einstein was born in "))]
+
+
+def _write(path: Path, rows: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+
+
+def test_assemble_keeps_calls_adds_rejected_without_calls_and_plain_rows(tmp_path: Path) -> None:
+    kept = [
+        {"id": f"qa:{i}", "split": "train", "text": f'X{i} was born in [QA("X{i} was born in") → Ulm] Ulm.'}
+        for i in range(20)
+    ]
+    dropped = [
+        {"id": f"ws:{i}", "split": "train", "text": f"Question: Who is Y{i}?\nAnswer: Y{i}."}
+        for i in range(10)
+    ]
+    _write(tmp_path / "ann" / "shard-00000.jsonl", kept + dropped)
+    _write(tmp_path / "plain.jsonl", [{"id": "plain:a", "text": "A plain passage."}])
+    tools = list(load_tools("Calculator,QA,WikiSearch").values())
+    rows, counts = mixture.assemble([tmp_path / "ann"], [tmp_path / "plain.jsonl"], tools, 0.25, 0.5, seed=1)
+    assert counts["kept"] == {"QA": 20}
+    assert counts["rejected_used"] == 5 and counts["plain"] == 1 and counts["rows"] == 26
+    with_call = [
+        r for r in rows if any(s.call.result for s in find_calls(r["text"], include_incomplete=False))
+    ]
+    assert len(with_call) == 20
+    headed = [r for r in rows if r.get("header")]
+    assert headed and counts["with_header"] == len(headed)
+    for r in headed:
+        head = r["text"].split("\n")[0]
+        assert head == "Tools you can call by writing [Tool(input)]:"
+        if r["tool"] == "QA":
+            assert "\n- QA: " in r["text"]  # the header always names the tool the text calls
+
+
+def test_overlap_counts_texts_sharing_an_ngram_with_an_eval_question(tmp_path: Path) -> None:
+    ev = tmp_path / "eval.jsonl"
+    _write(ev, [{"question": "how many apples did the farmer sell at the market on monday"}])
+    texts = ["The farmer sell at the market on monday morning with apples", "Nothing in common here at all."]
+    report = mixture.overlap(texts, [ev], n=6)
+    assert report["files"] == {"eval.jsonl": 1} and report["texts"] == 2
+
+
+def test_build_candidates_writes_each_kind_capped(tmp_path: Path) -> None:
+    gsm = tmp_path / "gsm8k.jsonl"
+    _write(
+        gsm,
+        [
+            {
+                "id": "g1",
+                "question": "Tom has 3 bags of 4 apples. How many apples?",
+                "solution": "3*4=<<3*4=12>>12\n#### 12",
+                "answer": 12,
+            }
+        ],
+    )
+    vital = tmp_path / "vital.jsonl"
+    _write(vital, ARTICLES * 3)
+    summary = mixture.build_candidates(
+        tmp_path / "out", gsm, None, {"calculator": 5, "wikisearch": 2, "qa": 1, "plain": 1, "calendar": 3},
+        [dt.date(2024, 5, 21)], vital_en=vital,
+    )  # fmt: skip
+    assert summary["main.jsonl"] == {"calculator": 1, "wikisearch": 2, "qa": 1}
+    assert summary["calendar-2024-05-21.jsonl"] == {"calendar": 3}
+    assert summary["plain.jsonl"] == {"plain": 1}
+    main = [json.loads(line) for line in (tmp_path / "out" / "main.jsonl").read_text().splitlines()]
+    calc = [r for r in main if r["meta"]["kind"] == "calculator"][0]
+    assert (
+        calc["text"]
+        == "Question: Tom has 3 bags of 4 apples. How many apples?\nAnswer: [Calculator(3 * 4)] 12"
+    )
+    # the order is seeded: a second build writes the same files
+    mixture.build_candidates(
+        tmp_path / "out2", gsm, None, {"calculator": 5, "wikisearch": 2, "qa": 1, "plain": 1, "calendar": 3},
+        [dt.date(2024, 5, 21)], vital_en=vital,
+    )  # fmt: skip
+    assert (tmp_path / "out" / "main.jsonl").read_text() == (tmp_path / "out2" / "main.jsonl").read_text()
+
+
+def test_train_reads_header_examples_as_text_and_starts_the_loss_at_the_executed_call(tmp_path: Path) -> None:
+    from toolformer.runtime.prompts import tools_header
+    from toolformer.train.data import read_corpus
+
+    header = tools_header(list(load_tools("Calculator,QA").values()))
+    assert "[Calculator(400 / 1400)]" in header  # the example is call syntax without a result
+    called = header + "Question: What is 2 + 3?\nAnswer: [Calculator(2 + 3) → 5] 5"
+    chat = header + "Question: Write a poem.\nAnswer: Roses are red."
+    _write(
+        tmp_path / "train.jsonl",
+        [{"id": "a", "text": called, "split": "train"}, {"id": "b", "text": chat, "split": "train"}],
+    )
+    corpus = read_corpus(tmp_path / "train.jsonl")
+    assert [t.id for t in corpus.annotated] == ["a"] and [t.id for t in corpus.plain] == ["b"]
+    assert corpus.annotated[0].loss_start == called.index("[Calculator(2 + 3)")
+
+
+def test_training_chat_prompts_are_not_the_evaluation_no_tool_prompts() -> None:
+    from importlib import resources
+
+    path = Path(str(resources.files("toolformer").joinpath("data", "evals", "notool_chat.jsonl")))
+    held_out = [
+        json.loads(line)["question"] for line in path.read_text(encoding="utf-8").splitlines() if line
+    ]
+    assert held_out
+    report = mixture.overlap(mixture.CHAT_PROMPTS, [path], n=6)
+    assert not {p.lower() for p in mixture.CHAT_PROMPTS} & {q.lower() for q in held_out}
+    assert report["files"]["notool_chat.jsonl"] == 0, (
+        report
+    )  # no shared run of 6 words ("write a short poem about a" is only a form)
