@@ -17,9 +17,9 @@ DATA=${DATA:-../shared/data}
 GSM8K=${GSM8K:-$DATA/gsm8k/gsm8k_train.jsonl}
 VITAL_ES=${VITAL_ES:-$DATA/wiki_vital/vital_es.jsonl}
 OUT=${OUT:-runs/out/toolformer}
-MAIN_DOCS=${MAIN_DOCS:-704}   # first N texts of the shuffled calculator/wikisearch/qa candidates to annotate
+MAIN_DOCS=${MAIN_DOCS:-1280}   # first N texts of the shuffled calculator/wikisearch/qa candidates to annotate
 TAU_F=${TAU_F:-0.5}
-STEPS=${STEPS:-100}
+STEPS=${STEPS:-80}
 LR=${LR:-4e-4}
 EVAL_LIMIT=${EVAL_LIMIT:-100}
 INSTALL=${INSTALL:-0}
@@ -47,7 +47,7 @@ done
   --check "$DATA/date_understanding" --out "$OUT/train.jsonl"
 
 "$TF" train "$OUT/train.jsonl" --out "$OUT/model" --lora --no-merge --lr "$LR" --max-steps "$STEPS" \
-  --mix-ratio all --loss after-call --max-dev-texts 64 --eval-steps 25 --save-steps 25 --resume
+  --mix-ratio all --loss after-call --max-dev-texts 64 --eval-steps 20 --save-steps 20 --resume
 
 if [ "$INSTALL" = 1 ]; then
   dest=src/toolformer/data/models/toolformer-135m

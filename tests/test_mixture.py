@@ -123,16 +123,25 @@ def _write(path: Path, rows: list[dict]) -> None:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
 
 
+def _annotate_folder(folder: Path, kept: list[dict], dropped: list[dict], status: str = "done") -> None:
+    """A minimal `toolformer annotate` output folder: records for every document, shard rows for the kept."""
+    records = [{"id": r["id"], "split": "train", "status": "ok", "kept_calls": 1} for r in kept]
+    records += [
+        {"id": r["id"], "split": "train", "status": "ok", "kept_calls": 0, "text": r["text"]} for r in dropped
+    ]
+    _write(folder / "records-00000.jsonl", records)
+    _write(
+        folder / "shard-00000.jsonl", [{**r, "split": "train", "source_text": "", "calls": []} for r in kept]
+    )
+    (folder / "manifest.json").write_text(json.dumps({"status": status}), encoding="utf-8")
+
+
 def test_assemble_keeps_calls_adds_rejected_without_calls_and_plain_rows(tmp_path: Path) -> None:
     kept = [
-        {"id": f"qa:{i}", "split": "train", "text": f'X{i} was born in [QA("X{i} was born in") → Ulm] Ulm.'}
-        for i in range(20)
+        {"id": f"qa:{i}", "text": f'X{i} was born in [QA("X{i} was born in") → Ulm] Ulm.'} for i in range(20)
     ]
-    dropped = [
-        {"id": f"ws:{i}", "split": "train", "text": f"Question: Who is Y{i}?\nAnswer: Y{i}."}
-        for i in range(10)
-    ]
-    _write(tmp_path / "ann" / "shard-00000.jsonl", kept + dropped)
+    dropped = [{"id": f"ws:{i}", "text": f"Question: Who is Y{i}?\nAnswer: Y{i}."} for i in range(10)]
+    _annotate_folder(tmp_path / "ann", kept, dropped)
     _write(tmp_path / "plain.jsonl", [{"id": "plain:a", "text": "A plain passage."}])
     tools = list(load_tools("Calculator,QA,WikiSearch").values())
     rows, counts = mixture.assemble([tmp_path / "ann"], [tmp_path / "plain.jsonl"], tools, 0.25, 0.5, seed=1)
@@ -225,3 +234,15 @@ def test_training_chat_prompts_are_not_the_evaluation_no_tool_prompts() -> None:
     assert report["files"]["notool_chat.jsonl"] == 0, (
         report
     )  # no shared run of 6 words ("write a short poem about a" is only a form)
+
+
+def test_assemble_refuses_an_unfinished_annotate_folder(tmp_path: Path) -> None:
+    import pytest
+
+    from toolformer.errors import DataError
+
+    _annotate_folder(
+        tmp_path / "ann", [], [{"id": "ws:1", "text": "Question: Who?\nAnswer: Y."}], status="running"
+    )
+    with pytest.raises(DataError, match="running"):
+        mixture.assemble([tmp_path / "ann"], [], [], 0.5, 0.0)

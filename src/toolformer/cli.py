@@ -1275,6 +1275,9 @@ def mixture_assemble(
     ),
     header_share: float = typer.Option(0.25, help="Share of the texts written under the tools header."),
     seed: int = typer.Option(0, help="Seed of the sampling, header subsets and order."),
+    max_per_tool: int = typer.Option(
+        None, help="Keep at most this many texts with calls per tool (default: all)."
+    ),
     check: list[Path] = typer.Option(
         [], help="More evaluation files or folders (*.jsonl) to measure n-gram overlap against, repeatable."
     ),
@@ -1287,6 +1290,7 @@ def mixture_assemble(
     rows, counts = mixture.assemble(
         annotated, plain, list(registry.values()), rejected_ratio, header_share, seed
     )
+    counts["yield"] = mixture.yield_table(annotated)
     extra = [f for c in check for f in (sorted(Path(c).rglob("*.jsonl")) if Path(c).is_dir() else [Path(c)])]
     counts["overlap_8gram"] = mixture.overlap((r["text"] for r in rows), mixture.shipped_eval_files() + extra)
     mixture.write_jsonl(out, rows)

@@ -308,21 +308,6 @@ def passage_texts(articles: Iterable[dict[str, Any]], max_chars: int = 600) -> I
 # ------------------------------------------------------------------------------------------------ assemble
 
 
-def kept_texts(annotate_dirs: Sequence[str | Path]) -> list[dict[str, Any]]:
-    """Rows of annotate output folders whose text kept at least one complete call (id, text, kind)."""
-    rows: list[dict[str, Any]] = []
-    for folder in annotate_dirs:
-        shards = sorted(Path(folder).glob("shard-*.jsonl"))
-        if not shards:
-            raise DataError(f"{folder}: no shard-*.jsonl (is it a `toolformer annotate` output folder?)")
-        for shard in shards:
-            for row in read_jsonl(shard):
-                text = str(row.get("text", ""))
-                if any(span.call.result is not None for span in find_calls(text, include_incomplete=False)):
-                    rows.append({"id": str(row["id"]), "text": text})
-    return rows
-
-
 def with_header(text: str, tools: Sequence[Any], rng: random.Random) -> str:
     """`text` under the tools header (`runtime.prompts.tools_header`) naming a random subset of `tools` that holds
     every tool the text calls, in registry order."""
@@ -426,30 +411,36 @@ def assemble(
     rejected_ratio: float = 0.15,
     header_share: float = 0.25,
     seed: int = 0,
+    max_per_tool: int | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """The training rows: every kept text, `rejected_ratio` × as many texts whose candidate the filter dropped
+    """The training rows: every kept text (at most `max_per_tool` per tool), `rejected_ratio` × as many texts whose candidate the filter dropped
     (written without the call, as the paper's C* keeps them), and every plain row; `header_share` of all of them
     under the tools header. Returns (rows with id/text/split/kind, counts)."""
-    from toolformer.calls import strip_calls
     from toolformer.datagen.merge import split_of
+    from toolformer.datagen.outputs import ANNOTATED, PLAIN, AnnotateFolder
 
     rng = _rng(seed, "assemble")
     kept, rejected = [], []
     for folder in annotate_dirs:
-        shards = sorted(Path(folder).glob("shard-*.jsonl"))
-        if not shards:
-            raise DataError(f"{folder}: no shard-*.jsonl (is it a `toolformer annotate` output folder?)")
-        for shard in shards:
-            for row in read_jsonl(shard):
-                text = str(row.get("text", ""))
-                spans = [s for s in find_calls(text, include_incomplete=False) if s.call.result is not None]
-                kind = str(row["id"]).split(":", 1)[0]
-                item = {"id": str(row["id"]), "split": row.get("split", "train"), "kind": kind}
-                if spans:
-                    kept.append({**item, "text": text, "tool": spans[0].call.name})
-                else:
-                    rejected.append({**item, "text": strip_calls(text), "tool": None})
+        if not AnnotateFolder.looks_like(folder):
+            raise DataError(f"{folder}: not a `toolformer annotate` output folder")
+        run = AnnotateFolder(Path(folder))
+        if (why := run.unfinished()) is not None:
+            raise DataError(f"{folder}: {why}")
+        for doc in run.documents():
+            item = {"id": doc.id, "split": doc.split, "kind": doc.id.split(":", 1)[0]}
+            if doc.kind == ANNOTATED and doc.row is not None:
+                spans = [
+                    s for s in find_calls(doc.row.text, include_incomplete=False) if s.call.result is not None
+                ]
+                kept.append({**item, "text": doc.row.text, "tool": spans[0].call.name if spans else None})
+            elif doc.kind == PLAIN and doc.text:
+                rejected.append({**item, "text": doc.text, "tool": None})
     rng.shuffle(rejected)
+    if max_per_tool is not None:  # one tool's easy texts (MT keeps 3 in 4) must not crowd out the others
+        rng.shuffle(kept)
+        seen: Counter[str] = Counter()
+        kept = [r for r in kept if (seen.update([r["tool"]]) or seen[r["tool"]] <= max_per_tool)]
     rows = kept + rejected[: round(rejected_ratio * len(kept))]
     for path in plain_files:
         for row in read_jsonl(path):
@@ -535,3 +526,32 @@ def write_jsonl(path: str | Path, rows: Iterable[dict[str, Any]]) -> None:
 def shipped_eval_files() -> list[Path]:
     """The dev files the evaluation suites read (`toolformer/data/evals/*.jsonl`): what training must not overlap."""
     return sorted(Path(str(resources.files("toolformer").joinpath("data", "evals"))).glob("*.jsonl"))
+
+
+TAU_F_LEVELS = (0.5, 1.0, 2.0)
+
+
+def yield_table(
+    annotate_dirs: Sequence[str | Path], levels: Sequence[float] = TAU_F_LEVELS
+) -> dict[str, Any]:
+    """The paper's Table 2 from annotate records: per tool, texts with a candidate, candidates, and calls whose
+    gain L⁻ − L⁺ reaches each τ_f (at most one call per text counted: the best)."""
+    table: dict[str, dict[str, Any]] = {}
+    for folder in annotate_dirs:
+        for path in sorted(Path(folder).glob("records-*.jsonl")):
+            for rec in read_jsonl(path):
+                best: dict[str, float] = {}
+                for cand in rec.get("candidates", []):
+                    tool, gain = cand.get("tool"), cand.get("gain")
+                    row = table.setdefault(
+                        tool, {"texts": 0, "candidates": 0, **{f"kept@{t:g}": 0 for t in levels}}
+                    )
+                    row["candidates"] += 1
+                    if isinstance(gain, (int, float)):
+                        best[tool] = max(best.get(tool, float("-inf")), float(gain))
+                    best.setdefault(tool, float("-inf"))
+                for tool, gain in best.items():
+                    table[tool]["texts"] += 1
+                    for t in levels:
+                        table[tool][f"kept@{t:g}"] += gain >= t
+    return table

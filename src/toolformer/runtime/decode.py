@@ -5,6 +5,10 @@ or the tool result plus "]" it is forced to read); chunks are left-padded within
 out, so rows never wait on each other and the prompt is never re-encoded. A row whose tool is still running feeds
 nothing until the tool returns, while the other rows keep decoding. Prompts of a batch that open with the same
 tokens (a few-shot or system prompt) encode that prefix once, and every row starts from a copy of its cache.
+
+A call can only name a loaded tool: after "[" the next tokens are held to spelling one of the registry's names
+and "(" (`runtime.callnames`, shared with the llama.cpp backend), and a result in the returned text is always
+the result of a call a tool ran (`plan_feed`, `settle_results`).
 """
 
 from __future__ import annotations

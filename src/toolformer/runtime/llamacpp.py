@@ -2,7 +2,8 @@
 
 The model is evaluated with llama-cpp-python's low-level `Llama.eval`, and the next token is chosen from the last
 position's logits here, with the same rules as the transformers backend (greedy/top-p sampling, `disabled` and
-`max_calls` masking every token that contains "[", the `trigger_top_k` rule, `force_arrow`, stop strings). When a
+`max_calls` masking every token that contains "[", call names held to the loaded tools' (`runtime.callnames`),
+the `trigger_top_k` rule, `force_arrow`, stop strings). When a
 call's `)` or `→` is written the tool runs, and its result plus "]" is evaluated on the same KV cache as one chunk:
 the prefix is never re-encoded. Prompts run one after another on one llama.cpp context; a prompt that shares a
 prefix with the one before (a few-shot prompt) reuses that part of the cache. With quantised weights llama.cpp's
@@ -17,12 +18,14 @@ with finish_reason "length".
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import importlib.util
 import logging
 import os
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -171,15 +174,19 @@ class LlamaCppModel:
         if f32_kv:  # exact comparisons with a float32 model: the default f16 cache rounds keys and values
             kwargs["type_k"] = kwargs["type_v"] = llama_cpp.GGML_TYPE_F32
         self.path = path
-        self.llm = llama_cpp.Llama(
-            model_path=str(path),
-            n_ctx=n_ctx,
-            n_threads=n_threads,
-            n_threads_batch=n_threads,
-            logits_all=False,
-            verbose=verbose,
-            **kwargs,
-        )
+        try:
+            with _extra_buffer_types(use_extra_buffer_types()):
+                self.llm = llama_cpp.Llama(
+                    model_path=str(path),
+                    n_ctx=n_ctx,
+                    n_threads=n_threads,
+                    n_threads_batch=n_threads,
+                    logits_all=False,
+                    verbose=verbose,
+                    **kwargs,
+                )
+        except ValueError as exc:  # llama-cpp-python's "Failed to load model from file": a cut or odd GGUF
+            raise ModelNotFoundError(f"model {str(path)!r}: llama.cpp cannot load it ({exc})") from None
         self.n_ctx = int(self.llm.n_ctx())
         self.metadata = dict(self.llm.metadata)
         self.name = str(path)
@@ -486,3 +493,49 @@ def generate(
         _generate_one(model, _Row(index=i, prompt=p), tools, config, vocab, rng, emit)
         for i, p in enumerate(prompts)
     ]
+
+
+EXTRA_BUFTS_ENV = "TOOLFORMER_LLAMA_EXTRA_BUFTS"
+
+
+def use_extra_buffer_types() -> bool:
+    """Whether llama.cpp may repack weights into its extra buffer types (AMX, AVX512 repacks).
+
+    Off on CPUs that report AMX: in this project's virtual machines (Sapphire Rapids) the AMX buffers crash
+    llama.cpp with a segmentation fault on the first prompt of a Q4_1 model. `TOOLFORMER_LLAMA_EXTRA_BUFTS=1` or `0`
+    decides instead.
+    """
+    forced = os.environ.get(EXTRA_BUFTS_ENV, "").strip()
+    if forced in ("0", "1"):
+        return forced == "1"
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            return " amx_tile" not in fh.read()
+    except OSError:
+        return True
+
+
+@contextlib.contextmanager
+def _extra_buffer_types(enabled: bool) -> Iterator[None]:
+    """llama-cpp-python's `Llama` has no argument for `use_extra_bufts`: patch the default model params it reads."""
+    import llama_cpp.llama as llama_module
+
+    if enabled:
+        yield
+        return
+    original = llama_module.llama_cpp.llama_model_default_params
+
+    def params() -> Any:
+        out = original()
+        out.use_extra_bufts = False
+        return out
+
+    with _PARAMS_LOCK:
+        llama_module.llama_cpp.llama_model_default_params = params
+        try:
+            yield
+        finally:
+            llama_module.llama_cpp.llama_model_default_params = original
+
+
+_PARAMS_LOCK = threading.Lock()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -68,11 +69,12 @@ def build_prompt(question: str, tools: Sequence[str] | None = None, header: str 
 # evaluation prompts, optionally under a header that names the loaded tools. Training texts carry the same
 # header on a share of examples (`datagen.mixture`), so the model sees it both ways.
 TOOLS_HEADER_TITLE = "Tools you can call by writing [Tool(input)]:"
+_SENTENCE_END = re.compile(r"(?<!\be\.g)(?<!\bi\.e)\.\s+")  # "e.g. 'Today is …'" does not end the sentence
 
 
 def tool_line(name: str, description: str, examples: Sequence[str] = ()) -> str:
     """One header line for a tool: its name, the first sentence of its description, and its first example."""
-    first = description.strip().split(". ")[0].rstrip(".")
+    first = _SENTENCE_END.split(description.strip(), maxsplit=1)[0].rstrip(".")
     line = f"- {name}: {first}."
     if examples:
         line += f" Example: [{examples[0]}]"
