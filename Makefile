@@ -23,10 +23,12 @@ $(STAMP): pyproject.toml Makefile
 demo: setup
 	$(BIN)/toolformer tools list
 	$(BIN)/toolformer tools call Calculator "23*47"
-	$(BIN)/toolformer tools call WikiSearch "Albert Einstein"
-	$(BIN)/toolformer ask "What is 23 times 47?"
-	$(BIN)/toolformer ask "Sam had 500 dollars and spent 137 dollars. How much money is left?" --tools Calculator
-	$(BIN)/toolformer ask "What day of the week is it today?" --tools Calendar
+	$(BIN)/toolformer tools call MT "El gato negro duerme en la casa."
+	$(BIN)/toolformer ask "A farmer packs 36 eggs into each of 14 crates. How many eggs does he pack?"
+	$(BIN)/toolformer ask "Where was Albert Einstein born?"
+	$(BIN)/toolformer ask "What does 'el perro come pan' mean?"
+	$(BIN)/toolformer ask "What day is it today?"
+	$(BIN)/toolformer ask "Write a haiku about rain"
 
 test: setup
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)

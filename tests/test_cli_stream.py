@@ -137,15 +137,6 @@ def test_chat_without_a_terminal_prints_the_reply_once(monkeypatch) -> None:
     assert "model> It is 6." in result.stdout
 
 
-@pytest.fixture(scope="module")
-def tiny_dir(tiny_lm, tmp_path_factory):
-    model, tok = tiny_lm
-    path = tmp_path_factory.mktemp("tiny-model")
-    model.save_pretrained(path)
-    tok.save_pretrained(path)
-    return path
-
-
 def test_a_real_streamed_answer_is_the_answer(tiny_dir) -> None:
     model = ["--model", str(tiny_dir), "--max-new-tokens", "12"]
     args = ["ask", "What is 2 + 2?", *model, "--tools", "Calculator"]

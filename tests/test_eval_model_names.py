@@ -52,3 +52,38 @@ def test_report_results_and_plot_name_the_model_portably(
     assert [r["model"] for r in data["runs"]] == ["runs/math/model", "machine/base-model"]
     assert "`runs/math/model`" in paths["report"].read_text()
     assert titles and all(t.startswith("runs/math/model") for t in titles if "·" in t)
+
+
+def test_output_folder_and_shipped_datasets_are_named_portably(tmp_path: Path) -> None:
+    from toolformer.evals.suites import SUITES
+
+    asdiv = str(SUITES["math"][0].location())  # an absolute path inside the installed package
+    config = EvalConfig(model="smollm2-135m-instruct", suite="math", out="/machine/only/runs/eval")
+    info = DatasetInfo("asdiv", "math", "math", asdiv, 2, 0, {}, ["Calculator"])
+    runs = [Run("tools", "smollm2-135m-instruct", 10, False, True, {"asdiv": DatasetScore(n=2, correct=1)})]
+    paths = write_outputs(EvalResults(config, [info], runs, []), tmp_path / "out")
+    data = json.loads(paths["results"].read_text())
+    assert data["config"]["out"] == "runs/eval"
+    assert data["datasets"][0]["path"] == "toolformer/data/evals/asdiv.jsonl"
+    assert "/machine" not in paths["results"].read_text() and asdiv not in paths["results"].read_text()
+
+
+def test_results_read_back_render_the_same_report(tmp_path: Path) -> None:
+    config = EvalConfig(model="m", suite="math", modes="tools,disabled")
+    info = DatasetInfo("asdiv", "math", "math", "asdiv.jsonl", 4, 1, {"null": 1}, ["Calculator"])
+    runs = [
+        Run(
+            "tools",
+            "m",
+            10,
+            False,
+            True,
+            {"asdiv": DatasetScore(n=4, correct=3, with_call=4, per_tool={"Calculator": 4})},
+        ),
+        Run("disabled", "m", 0, True, False, {"asdiv": DatasetScore(n=4, correct=1)}),
+    ]
+    first = write_outputs(EvalResults(config, [info], runs, []), tmp_path / "a")
+    again = EvalResults.from_dict(json.loads(first["results"].read_text()))
+    second = write_outputs(again, tmp_path / "b")
+    assert second["report"].read_text() == first["report"].read_text()
+    assert json.loads(second["results"].read_text()) == json.loads(first["results"].read_text())

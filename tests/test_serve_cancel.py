@@ -21,13 +21,14 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from serve_helpers import MODEL, choose, running_server, scripted_backend
+from serve_helpers import MODEL, ScriptedLM, choose, running_server, scripted_backend
 from toolformer.runtime.decode import DecodeConfig, Event, Generation
+from toolformer.runtime.engine import Toolformer
 from toolformer.serve.app import create_app
 from toolformer.serve.backend import ToolformerBackend
 from toolformer.serve.batcher import Batcher, Cancelled
 from toolformer.serve.config import ServeConfig
-from toolformer.tools import ToolRegistry
+from toolformer.tools import ToolRegistry, load_tools
 
 
 class SlowBackend:
@@ -169,11 +170,62 @@ def test_the_real_decoder_backend_says_whether_it_can_drop_rows(smol_tokenizer):
             seen["cancelled"] = cancelled
             return []
 
-    assert backend.drops_rows is False  # the transformers decoder has no per-row stop yet: batches stop whole
+    assert (
+        backend.drops_rows is True
+    )  # `Toolformer.generate` takes `cancelled=`: the decoder drops single rows
     droppable = ToolformerBackend(Droppable())
     assert droppable.drops_rows is True
     droppable.generate(["p"], DecodeConfig(), None, cancelled=lambda row: True)
     assert seen["cancelled"](0) is True
+
+
+class _PacedLM(ScriptedLM):
+    """`ScriptedLM` that takes `delay` s per forward pass and records each pass's batch size in `sizes`."""
+
+    def __init__(self, tokenizer: Any, choose: Any, delay: float) -> None:
+        super().__init__(tokenizer, choose)
+        self.delay = delay
+        self.sizes: list[int] = []
+
+    def forward(self, input_ids, attention_mask, position_ids, cache=None, use_cache=True, logits_to_keep=0):
+        time.sleep(self.delay)
+        self.sizes.append(input_ids.shape[0])
+        return super().forward(input_ids, attention_mask, position_ids, cache, use_cache, logits_to_keep)
+
+
+def test_a_gone_clients_row_leaves_a_batch_of_the_real_decoder_while_the_other_request_completes(
+    smol_tokenizer,
+):
+    stay = " ".join(["ok"] * 200)  # 2 s of decoding: the other client leaves meanwhile
+    n_stay = len(smol_tokenizer.encode(stay, add_special_tokens=False))
+    model = _PacedLM(smol_tokenizer, lambda prompt: stay if "stay" in prompt else " x" * 600, delay=0.01)
+    backend = ToolformerBackend(Toolformer(model, smol_tokenizer, load_tools("Calculator"), name=MODEL))
+    assert backend.drops_rows
+    # A batch starts once both requests are queued (max_batch=2): the staying one is sent first.
+    app = create_app(backend, ServeConfig(max_batch=2, batch_wait_ms=30_000))
+    body = {"model": MODEL, "max_tokens": 400}
+    with running_server(app) as url, cf.ThreadPoolExecutor(2) as pool:
+        staying = pool.submit(
+            httpx.post, f"{url}/v1/completions", json={**body, "prompt": "stay"}, timeout=60
+        )
+        assert _wait_for(lambda: app.state.batcher.depth == 1)
+        leaving = pool.submit(
+            httpx.post,
+            f"{url}/v1/completions",
+            json={**body, "prompt": "leave"},
+            timeout=httpx.Timeout(30, read=1.0),
+        )
+        with pytest.raises(httpx.ReadTimeout):
+            leaving.result()
+        reply = staying.result()
+    assert reply.status_code == 200, reply.text
+    choice = reply.json()["choices"][0]
+    assert choice["text"] == stay and choice["finish_reason"] == "stop"
+    together = model.sizes.count(2)
+    assert model.sizes[0] == 2  # the two requests shared one batch
+    assert model.sizes == [2] * together + [1] * (len(model.sizes) - together)  # one row left, for good
+    assert together < n_stay  # it left while the staying row was still decoding, which went on alone
+    assert len(model.sizes) == n_stay + 1  # to its end (its tokens, then EOS): none of the leaving row's 400
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -497,6 +497,11 @@ def annotate_run(
         highlight=False,
     )
     console.print(f"output: {report.out}  (manifest: {report.manifest.name})", highlight=False)
+    from toolformer.datagen.annotate import nothing_kept_advice
+
+    advice = nothing_kept_advice(report, taus.tau_for, config.proposer_names())
+    if advice:
+        err_console.print(Text(advice, style="yellow"), highlight=False)
 
 
 @annotate_app.command("inspect")

@@ -703,6 +703,7 @@ class ToolStats:
     executed_error: int = 0
     kept: int = 0  # calls in the training texts (L⁻ − L⁺ ≥ τ_f and the best at their position)
     texts_kept: int = 0  # documents with at least one kept call of this tool
+    best_gain: float | None = None  # the largest L⁻ − L⁺ among its scored candidates
 
 
 @dataclass
@@ -737,6 +738,37 @@ class AnnotateReport:
 MAX_BAD_IN_MANIFEST = 100
 
 
+def nothing_kept_advice(
+    report: AnnotateReport, tau_for: Callable[[str], float], proposers: Sequence[str]
+) -> str | None:
+    """When a run kept no call: one paragraph saying why (no candidate, every call failed, gains below τ_f) and
+    what to change. None when something was kept."""
+    if report.calls_kept or not report.documents:
+        return None
+    stats = report.per_tool
+    proposed = sum(st.proposed for st in stats.values())
+    if proposed == 0:
+        return (
+            f"kept no call: the {', '.join(proposers)} proposer found no candidate in {report.documents} documents "
+            "(the heuristics passed "
+            + ", ".join(f"{n}: {st.texts}" for n, st in stats.items())
+            + "). Small models cannot follow the paper's prompt: try `--proposer rule` on prose, `--proposer data` "
+            "on texts that already hold calls, or `toolformer mixture build` for question texts."
+        )
+    if all(st.executed_ok == 0 for st in stats.values()):
+        return "kept no call: every proposed call failed (see `toolformer annotate inspect DIR`): check the tools."
+    gains = ", ".join(
+        f"{n} best {st.best_gain:.2f} < τ_f {tau_for(n):g}"
+        for n, st in stats.items()
+        if st.best_gain is not None
+    )
+    return (
+        f"kept no call: {proposed} candidates were scored but none reached τ_f ({gains}). Lower --tau-f / "
+        "--tau-f-tool, give texts where a tool's result predicts what follows (short question/answer texts work "
+        "best at 135M), and see `toolformer annotate inspect DIR` for the gains."
+    )
+
+
 def _collect(report: AnnotateReport, out: Path, names: OutputNames, n_chunks: int, tools: list[str]) -> None:
     """Fill the report's counts from the records files of this worker (also the chunks of earlier runs)."""
     stats = {t: ToolStats() for t in tools}
@@ -769,6 +801,8 @@ def _collect(report: AnnotateReport, out: Path, names: OutputNames, n_chunks: in
                 if cand.kept:
                     st.kept += 1
                     kept_tools.add(cand.tool)
+                if cand.gain is not None and (st.best_gain is None or cand.gain > st.best_gain):
+                    st.best_gain = cand.gain
             for tool_name, found in positions.items():
                 stats[tool_name].positions += len(found)
             for tool_name in kept_tools:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -247,6 +247,25 @@ class EvalResults:
             f"Even with --shots {self.config.shots}: try more --shots (pools hold {pools}), a larger "
             "--trigger-top-k, or a trained model."
         )
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> EvalResults:
+        """Results read back from `to_dict` (results.json), without predictions or ceiling examples: enough to
+        render report.md and plot.png again."""
+        names = {f.name for f in fields(EvalConfig)}
+        config = EvalConfig(**{k: v for k, v in data["config"].items() if k in names})
+        score_names = {f.name for f in fields(DatasetScore)}
+        runs = [
+            Run(
+                **{k: v for k, v in r.items() if k != "by_dataset"},
+                by_dataset={
+                    n: DatasetScore(**{k: v for k, v in s.items() if k in score_names})
+                    for n, s in r["by_dataset"].items()
+                },
+            )
+            for r in data["runs"]
+        ]
+        return cls(config, [DatasetInfo(**d) for d in data["datasets"]], runs, [], data.get("seconds", 0.0))
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -321,17 +321,35 @@ def portable_model_name(name: str | None, cwd: Path | None = None) -> str | None
     return "/".join(path.parts[-2:]) if len(path.parts) > 2 else path.name or str(name)
 
 
+def portable_data_path(path: str) -> str:
+    """A dataset path for published results: a shipped dev file as `toolformer/data/evals/NAME`, another path as
+    `portable_model_name` writes it."""
+    from toolformer.evals.suites import SUITES
+
+    shipped = {
+        Path(str(spec.location())).resolve(): spec.file
+        for specs in SUITES.values()
+        for spec in specs
+        if spec.file
+    }
+    name = shipped.get(Path(path).resolve()) if path else None
+    return f"toolformer/data/evals/{name}" if name else (portable_model_name(path) or path)
+
+
 def _portable(results: EvalResults) -> EvalResults:
-    """`results` with every model named by `portable_model_name` (what report.md, results.json and plot.png show)."""
+    """`results` with every model, the output folder and every dataset named portably (`portable_model_name`,
+    `portable_data_path`): what report.md, results.json and plot.png show never names a path of this machine."""
     from dataclasses import replace
 
     config = replace(
         results.config,
         model=portable_model_name(results.config.model),
         baseline=portable_model_name(results.config.baseline),
+        out=portable_model_name(str(results.config.out)) if results.config.out else results.config.out,
     )
     runs = [replace(r, model=portable_model_name(r.model)) for r in results.runs]
-    return replace(results, config=config, runs=runs)
+    datasets = [replace(d, path=portable_data_path(d.path)) for d in results.datasets]
+    return replace(results, config=config, runs=runs, datasets=datasets)
 
 
 def write_outputs(results: EvalResults, out: str | Path) -> dict[str, Path]:

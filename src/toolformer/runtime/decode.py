@@ -5,6 +5,8 @@ or the tool result plus "]" it is forced to read); chunks are left-padded within
 out, so rows never wait on each other and the prompt is never re-encoded. A row whose tool is still running feeds
 nothing until the tool returns, while the other rows keep decoding. Prompts of a batch that open with the same
 tokens (a few-shot or system prompt) encode that prefix once, and every row starts from a copy of its cache.
+A finished row leaves the batch (its cache and mask rows are dropped), and so does a row that `cancelled(row)`
+flags before a step (a server's client went away): the other rows decode exactly as they would without it.
 
 A call can only name a loaded tool: after "[" the next tokens are held to spelling one of the registry's names
 and "(" (`runtime.callnames`, shared with the llama.cpp backend), and a result in the returned text is always
@@ -115,7 +117,7 @@ class Generation:
     prompt: str
     text: str
     calls: list[CallTrace]
-    finish_reason: str  # "stop" (eos or stop string) or "length"
+    finish_reason: str  # "stop" (eos or stop string), "length", or "cancelled" (`cancelled(row)` said so)
     new_tokens: int  # tokens the model sampled
     forced_tokens: int  # tool-result tokens the model was made to read
     prompt_tokens: int
@@ -295,6 +297,7 @@ def settle_results(text: str, calls: Sequence[CallTrace]) -> tuple[str, list[Cal
     return "".join(out), traces
 
 
+CANCEL_POLL_S = 0.05  # how often rows that all wait on tools are checked for `cancelled`
 MIN_SHARED_PREFIX = 16  # tokens: a shorter common prefix is not worth its own forward pass
 
 
@@ -324,10 +327,13 @@ def generate(
     config: DecodeConfig | None = None,
     on_event: Callable[[Event], None] | None = None,
     executor: cf.Executor | None = None,
+    cancelled: Callable[[int], bool] | None = None,
 ) -> list[Generation]:
     """Generate a continuation of every prompt, executing tool calls inline.
 
     Returns one `Generation` per prompt; each call in its text reads `[Tool(input) → result]`.
+    `cancelled(i)` is asked for every unfinished row before each step: once it is true the row stops with
+    finish_reason "cancelled" (its pending tool call is dropped) and leaves the batch, which goes on without it.
     """
     import torch
 
@@ -373,6 +379,31 @@ def generate(
         rows[i].finish = reason
         flush_text(i, final=True)
         emit(Event("done", i, finish_reason=reason))
+
+    def cancel(i: int) -> None:
+        row = rows[i]
+        if row.pending is not None:  # a call not started yet never runs; a running one finishes unread
+            row.pending[2].cancel()
+            row.pending = None
+        row.queue = []
+        finish(i, "cancelled")
+
+    def drop_finished() -> None:
+        """Take finished rows out of the batch: their slots, their mask rows and their KV cache rows."""
+        nonlocal active, mask
+        keep = [b for b, i in enumerate(active) if rows[i].finish is None]
+        if len(keep) == len(active):
+            return
+        active = [active[b] for b in keep]
+        if not active:
+            return
+        index = torch.tensor(keep, dtype=torch.long, device=device)
+        mask = mask[index]
+        if cache is None:  # nothing encoded yet
+            return
+        if not hasattr(cache, "batch_select_indices"):  # a cache we cannot shrink: stop rather than mis-align
+            raise ConfigError(f"model cache {type(cache).__name__} cannot drop finished rows")
+        cache.batch_select_indices(index)
 
     def start_tool(i: int, call: Call, call_start: int) -> None:
         rows[i].pending = (call, call_start, executor.submit(tools.run, call, config.tool_timeout))
@@ -491,12 +522,25 @@ def generate(
                     row.queue = row.queue[shared:]
                     row.pos = shared
             while active:
+                if cancelled is not None:  # rows whose client went away leave the batch before the next step
+                    for i in active:
+                        if cancelled(i):
+                            cancel(i)
+                    drop_finished()
+                    if not active:
+                        break
                 # Tool results that are ready become the next chunk of their row.
                 for i in active:
                     if rows[i].pending is not None and rows[i].pending[2].done():
                         take_result(i)
                 if all(rows[i].pending is not None for i in active):
-                    cf.wait([rows[i].pending[2] for i in active], return_when=cf.FIRST_COMPLETED)
+                    cf.wait(
+                        [rows[i].pending[2] for i in active],
+                        timeout=None
+                        if cancelled is None
+                        else CANCEL_POLL_S,  # a waiting row may be cancelled
+                        return_when=cf.FIRST_COMPLETED,
+                    )
                     continue
                 # Chunks are padded to the widest row: on a CPU a decode step is bound by reading the weights, so
                 # a few extra positions cost little (feeding results one token per step measured no faster).
@@ -536,16 +580,7 @@ def generate(
                 for b, i in enumerate(active):
                     if i in fed and rows[i].pending is None and rows[i].finish is None:
                         accept(i, choose(last[b], i))
-                keep = [b for b, i in enumerate(active) if rows[i].finish is None]
-                if len(keep) < len(active):
-                    active = [active[b] for b in keep]
-                    if active:
-                        index = torch.tensor(keep, dtype=torch.long, device=device)
-                        mask = mask[index]
-                        if hasattr(cache, "batch_select_indices"):
-                            cache.batch_select_indices(index)
-                        else:  # a cache we cannot shrink: stop early rather than mis-align rows
-                            raise ConfigError(f"model cache {type(cache).__name__} cannot drop finished rows")
+                drop_finished()
     finally:
         if own_executor:
             executor.shutdown(wait=False, cancel_futures=True)

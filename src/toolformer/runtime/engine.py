@@ -122,14 +122,19 @@ class Toolformer:
         prompts: str | Sequence[str],
         config: DecodeConfig | None = None,
         on_event: Callable[[Event], None] | None = None,
+        cancelled: Callable[[int], bool] | None = None,
     ) -> list[Generation]:
-        """Continue each prompt, running tool calls inline (see `toolformer.runtime.decode.generate`)."""
+        """Continue each prompt, running tool calls inline (see `toolformer.runtime.decode.generate`).
+
+        `cancelled(i)`, when given, is asked as prompt i decodes: once true, that prompt stops with finish_reason
+        "cancelled" and the others go on (a server drops the rows of a client that went away).
+        """
         batch = [prompts] if isinstance(prompts, str) else list(prompts)
         if self.backend == "llamacpp":
             from toolformer.runtime import llamacpp
 
-            return llamacpp.generate(self.model, batch, self.tools, config, on_event)
-        return generate(self.model, self.tokenizer, batch, self.tools, config, on_event)
+            return llamacpp.generate(self.model, batch, self.tools, config, on_event, cancelled=cancelled)
+        return generate(self.model, self.tokenizer, batch, self.tools, config, on_event, cancelled=cancelled)
 
     def ask(
         self,

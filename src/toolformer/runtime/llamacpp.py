@@ -377,6 +377,7 @@ def _generate_one(
     vocab: _Vocab,
     rng: np.random.Generator,
     emit: Callable[[Event], None],
+    cancelled: Callable[[int], bool] | None = None,
 ) -> Generation:
     tok = model.tokenizer
     started = time.perf_counter()
@@ -445,8 +446,12 @@ def _generate_one(
             f"prompt has {len(prompt_ids)} tokens, more than the context size n_ctx={model.n_ctx}"
         )
     names = vocab.texts.call_names(tools.names())
-    model.start(prompt_ids)
+    if cancelled is None or not cancelled(row.index):  # a prompt whose client already left is never evaluated
+        model.start(prompt_ids)
     while row.finish is None:
+        if cancelled is not None and cancelled(row.index):  # checked between tokens
+            finish("cancelled")
+            break
         feed, pending = accept(_choose(model.logits(), row, config, vocab, names, rng))
         if row.finish is not None:
             break
@@ -476,8 +481,12 @@ def generate(
     tools: ToolRegistry | None = None,
     config: DecodeConfig | None = None,
     on_event: Callable[[Event], None] | None = None,
+    cancelled: Callable[[int], bool] | None = None,
 ) -> list[Generation]:
-    """Continue every prompt on llama.cpp, executing tool calls inline; one `Generation` per prompt, in order."""
+    """Continue every prompt on llama.cpp, executing tool calls inline; one `Generation` per prompt, in order.
+
+    `cancelled(i)` is asked before each token of prompt i: once true, the prompt stops with finish_reason
+    "cancelled" (a prompt cancelled before its turn is not evaluated at all)."""
     config = config or DecodeConfig()
     if isinstance(prompts, str):
         prompts = [prompts]
@@ -490,7 +499,7 @@ def generate(
             on_event(event)
 
     return [
-        _generate_one(model, _Row(index=i, prompt=p), tools, config, vocab, rng, emit)
+        _generate_one(model, _Row(index=i, prompt=p), tools, config, vocab, rng, emit, cancelled)
         for i, p in enumerate(prompts)
     ]
 

@@ -1,7 +1,8 @@
 """The seam between the server and a model: the `Backend` protocol (generate a batch with tools, streaming events).
 
 The server calls only `backend.generate(prompts, config, on_event)`, from its one batching thread, and reads
-`name`, `kind`, `tokenizer` (for the chat template), `tools`, `max_batch` and `context_length`. A backend whose
+`name`, `kind`, `tokenizer` (for the chat template), `tools`, `max_batch`, `context_length` and, when it has one,
+`prompt_style` ("zero-shot" for a trained Toolformer, which then chats as `Toolformer.chat` does). A backend whose
 `drops_rows` is true also gets `cancelled=fn`, `fn(row) -> bool`: it should stop decoding a row once that is true
 (the row's client went away), so the rest of the batch goes on without it.
 `ToolformerBackend` adapts a `Toolformer`, which already runs either decoder: transformers (`runtime.decode`,
@@ -30,6 +31,8 @@ class Backend(Protocol):
     context_length: int | None  # tokens of prompt + reply the model takes; None: unchecked
     # Optional: when true, `generate` also takes `cancelled(row) -> bool` and stops decoding rows it flags.
     drops_rows: bool
+    # Optional: "zero-shot" or "few-shot" (the default), as `Toolformer.prompt_style`.
+    prompt_style: str
 
     def generate(
         self, prompts: Sequence[str], config: DecodeConfig, on_event: Callable[[Event], None] | None = None
@@ -51,9 +54,12 @@ class ToolformerBackend:
         config = getattr(tf.model, "config", None)
         limit = getattr(tf.model, "n_ctx", None) or getattr(config, "max_position_embeddings", None)
         self.context_length: int | None = limit if isinstance(limit, int) else None
-        # Rows are dropped mid-batch only where the runtime's decoder can stop one row; otherwise the batcher
-        # still stops a batch once every request in it is gone.
+        # Both decoders stop single rows (`Toolformer.generate(..., cancelled=)`: transformers drops the row from
+        # its batch, llama.cpp stops between tokens); an engine without that still has its batch stopped once
+        # every request in it is gone.
         self.drops_rows = "cancelled" in inspect.signature(tf.generate).parameters
+        # How the model is prompted (`runtime.engine.model_prompt_style`): a trained Toolformer chats zero-shot.
+        self.prompt_style: str = getattr(tf, "prompt_style", "few-shot")
 
     def generate(
         self,
