@@ -263,6 +263,26 @@ def test_a_shared_prompt_prefix_is_not_evaluated_twice(random_gguf, monkeypatch)
     assert both[1].token_ids == alone.token_ids
 
 
+def test_a_cancelled_prompt_stops_between_tokens_and_the_others_are_unchanged(random_gguf):
+    model, tok, lm = random_gguf
+    prompts = ["Once upon a time", "The capital of France is", "Numbers: one, two"]
+    config = DecodeConfig(max_new_tokens=10)
+    plain = llamacpp.generate(lm, prompts, ToolRegistry(), config)
+    written = [0, 0, 0]
+
+    def count(event: Event) -> None:
+        written[event.row] += event.kind == "text"
+
+    # Prompt 1 is cancelled once it has written 3 pieces of text; prompt 0 before it starts.
+    cut = llamacpp.generate(
+        lm, prompts, ToolRegistry(), config, count, cancelled=lambda i: i == 0 or (i == 1 and written[1] >= 3)
+    )
+    assert [g.finish_reason for g in cut] == ["cancelled", "cancelled", "length"]
+    assert cut[0].new_tokens == 0 and cut[0].text == ""
+    assert 3 <= cut[1].new_tokens < 10 and cut[1].token_ids == plain[1].token_ids[: cut[1].new_tokens]
+    assert cut[2].token_ids == plain[2].token_ids  # the next prompt on the same context is unaffected
+
+
 def test_chat_template_renders_like_transformers(random_gguf):
     _, tok, lm = random_gguf
     messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "What is 2+2?"}]

@@ -201,6 +201,10 @@ def test_a_gone_clients_row_leaves_a_batch_of_the_real_decoder_while_the_other_r
     model = _PacedLM(smol_tokenizer, lambda prompt: stay if "stay" in prompt else " x" * 600, delay=0.01)
     backend = ToolformerBackend(Toolformer(model, smol_tokenizer, load_tools("Calculator"), name=MODEL))
     assert backend.drops_rows
+    backend.generate(
+        ["warm up"], DecodeConfig(max_new_tokens=1)
+    )  # the decoder's per-tokenizer tables, built once
+    model.sizes.clear()
     # A batch starts once both requests are queued (max_batch=2): the staying one is sent first.
     app = create_app(backend, ServeConfig(max_batch=2, batch_wait_ms=30_000))
     body = {"model": MODEL, "max_tokens": 400}

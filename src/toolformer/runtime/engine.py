@@ -52,6 +52,12 @@ def model_prompt_style(model: Any) -> str:
     return str(style)
 
 
+def answer_config(config: DecodeConfig) -> DecodeConfig:
+    """`config` with the answer's stop strings (`prompts.STOP`) when it has none: how `ask` and an inline chat
+    end a reply (at the next "Question:" or a blank line)."""
+    return config if config.stop else replace(config, stop=list(STOP))
+
+
 def _template_takes_tools(tokenizer: Any) -> bool:
     template = getattr(tokenizer, "chat_template", None) or ""
     return isinstance(template, str) and "tools" in template
@@ -143,10 +149,7 @@ class Toolformer:
         on_event: Callable[[Event], None] | None = None,
     ) -> Generation:
         """Answer a question, prompted as the model expects (see `prompt`)."""
-        config = config or DecodeConfig()
-        if not config.stop:
-            config = replace(config, stop=list(STOP))
-        return self.generate([self.prompt(question)], config, on_event)[0]
+        return self.generate([self.prompt(question)], answer_config(config or DecodeConfig()), on_event)[0]
 
     def prompt(self, question: str) -> str:
         """The prompt `ask` sends: a trained Toolformer's zero-shot prompt under the header naming the loaded
@@ -177,6 +180,11 @@ class Toolformer:
         head = "".join(f"{s}\n" for s in system if s) + (tools_header(tools) if tools else "")
         return head + "".join(history) + zero_shot_prompt(str(turns[last].get("content") or ""))
 
+    def chats_inline(self, client_tools: Sequence[dict[str, Any]] | None = None) -> bool:
+        """Whether `chat` answers with one inline-call generation on `chat_prompt` (a trained Toolformer, no
+        client tools) rather than chat-template rounds with JSON tool calls."""
+        return self.prompt_style == "zero-shot" and not client_tools
+
     def chat(
         self,
         messages: list[dict[str, Any]],
@@ -190,16 +198,15 @@ class Toolformer:
         `config.max_calls` rounds); calls to `client_tools` (OpenAI `tools=[…]` entries) are returned unexecuted.
         Inline `[Tool(…) → …]` calls in the text also run, as in `generate`.
 
-        A trained Toolformer (`prompt_style` "zero-shot") without client tools answers the last user message
-        through `chat_prompt` instead, calling tools inline as it was trained to (up to `config.max_calls`).
+        A trained Toolformer (`prompt_style` "zero-shot") without client tools (`chats_inline`) answers the last
+        user message through `chat_prompt` instead, calling tools inline as it was trained to (up to
+        `config.max_calls`); its content is the generated text trimmed (call offsets index the generated text).
         """
         from toolformer.runtime.jsoncalls import parse_json_calls
 
         config = config or DecodeConfig(max_new_tokens=256)
-        if self.prompt_style == "zero-shot" and not client_tools:
-            if not config.stop:
-                config = replace(config, stop=list(STOP))
-            gen = self.generate([self.chat_prompt(messages)], config, on_event)[0]
+        if self.chats_inline(client_tools):
+            gen = self.generate([self.chat_prompt(messages)], answer_config(config), on_event)[0]
             content = gen.text.strip()
             convo = [dict(m) for m in messages] + [{"role": "assistant", "content": content}]
             return ChatResult(

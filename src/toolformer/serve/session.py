@@ -7,6 +7,10 @@ shows the client's tools (JSON `<tool_call>` convention) and lets server tools r
 start the reply with the opening of a `<tool_call>` (a prefill: best effort, not grammar-constrained decoding).
 With `examples` on, the server's tools are shown as few-shot inline-call turns instead of JSON schemas: small models
 that were not trained on JSON tool calls (the embedded SmolLM2-135M) copy `[Calculator(23 * 47)]` reliably.
+A trained Toolformer (the backend's `prompt_style` "zero-shot") answers a request without client tools as
+`Toolformer.chat` does: one generation on its zero-shot chat prompt (tools header, earlier turns as
+Question/Answer pairs), calls inline; with `none` the header stays and "[" is masked, as in the paper's ablation.
+Client tools, `required` and a named function keep the JSON convention (they need a JSON call or its prefill).
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from typing import Any
 from toolformer.calls import Call, CallSyntaxError
 from toolformer.errors import ConfigError
 from toolformer.runtime.decode import CallTrace, DecodeConfig, Event, Generation
-from toolformer.runtime.engine import Toolformer, _template_takes_tools
+from toolformer.runtime.engine import Toolformer, _template_takes_tools, answer_config
 from toolformer.runtime.prompts import EXAMPLES, HEADER
 from toolformer.serve.batcher import Batcher, Cancelled
 from toolformer.serve.config import ServeConfig
@@ -237,9 +241,9 @@ def with_examples(messages: list[dict[str, Any]], tool_names: Sequence[str]) -> 
 class _Streamer:
     """Feeds a ReplyStream from decoding events and hands settled deltas and traces to the sink."""
 
-    def __init__(self, sink: Sink, stops: Sequence[str], json_calls: bool) -> None:
+    def __init__(self, sink: Sink, stops: Sequence[str], json_calls: bool, trim: bool = False) -> None:
         self.sink = sink
-        self.reply = ReplyStream(stops, json_calls)
+        self.reply = ReplyStream(stops, json_calls, trim)
 
     def on_event(self, event: Event) -> None:
         if event.kind == "text":
@@ -269,7 +273,9 @@ class _Engine(Toolformer):
         streamer: _Streamer | None,
         cancelled: Callable[[], bool],
     ) -> None:
-        super().__init__(None, backend.tokenizer, backend.tools, name=backend.name)
+        # The backend's prompt style: a trained Toolformer chats zero-shot here as in `Toolformer.chat`.
+        style = getattr(backend, "prompt_style", None)
+        super().__init__(None, backend.tokenizer, backend.tools, name=backend.name, prompt_style=style)
         self.context_length: int | None = getattr(backend, "context_length", None)
         self.batcher = batcher
         self.plan = plan
@@ -312,6 +318,11 @@ class _Engine(Toolformer):
             self.streamer.end_round(gen.text)
         return gen
 
+    def chats_inline(self, client_tools: Sequence[dict[str, Any]] | None = None) -> bool:
+        # A forced call (tool_choice required or named) is a JSON-call prefill: the JSON path, whatever the model.
+        forced = self.plan is not None and bool(self.plan.prefill)
+        return super().chats_inline(client_tools) and not forced
+
     def _render(self, messages: list[dict[str, Any]], schemas: list[dict[str, Any]]) -> str:
         plan = self.plan
         if plan is not None and plan.examples:
@@ -329,14 +340,19 @@ def run_chat(
     cancelled: Callable[[], bool] = lambda: False,
 ) -> Reply:
     """Run one chat reply (blocking: call it from a worker thread). `sink` gets settled deltas and traces."""
-    streamer = _Streamer(sink, plan.config.stop, json_calls=plan.mode != "none") if sink is not None else None
-    engine = _Engine(backend, batcher, plan, streamer, cancelled)
+    engine = _Engine(backend, batcher, plan, None, cancelled)
+    inline = engine.chats_inline(plan.client_tools)  # one generation, as `Toolformer.chat` answers
+    config = answer_config(plan.config) if inline else plan.config  # the stream must know the stop strings
+    streamer = None
+    if sink is not None:
+        streamer = _Streamer(sink, config.stop, json_calls=not inline and plan.mode != "none", trim=inline)
+    engine.streamer = streamer
     on_event = streamer.on_event if streamer is not None else None
-    if plan.mode == "none":
-        gen = engine.generate([engine._render(plan.messages, [])], plan.config, on_event)[0]
+    if plan.mode == "none" and not inline:
+        gen = engine.generate([engine._render(plan.messages, [])], config, on_event)[0]
         reply = Reply(gen.text, gen.finish_reason, gen.calls, [], gen.prompt_tokens, gen.new_tokens)
     else:
-        result = engine.chat(plan.messages, plan.config, plan.client_tools or None, on_event)
+        result = engine.chat(plan.messages, config, plan.client_tools or None, on_event)
         added = result.messages[len(plan.messages) :]
         content = join_rounds([tidy(m.get("content") or "") for m in added if m.get("role") == "assistant"])
         calls = [c for c in result.tool_calls if c.name in plan.client_names]

@@ -6,7 +6,8 @@ stop string is cut off when its last character arrives. So a delta is sent only 
 nothing while the text ends inside what may become a JSON call (`pending_json_call`), never a tail that may be the
 start of a stop string, and never trailing blanks or `,`/`;` (a bare call list may still swallow them). A reply
 with server-side tool rounds streams each round's content, joined by a blank line, which is how the
-non-streamed reply joins them too (`join_rounds`).
+non-streamed reply joins them too (`join_rounds`). A trained Toolformer's inline chat (`trim`) cuts no JSON calls
+but is tidied the same way: leading blanks are dropped and trailing ones wait for what follows.
 """
 
 from __future__ import annotations
@@ -34,9 +35,11 @@ def tidy(content: str) -> str:
     return re.sub(r"\n{3,}", "\n\n", content).strip()
 
 
-def round_content(text: str, json_calls: bool) -> str:
-    """The content of one round's generated text: without its JSON calls, tidied; or as is."""
-    return tidy(parse_json_calls(text)[0]) if json_calls else text
+def round_content(text: str, json_calls: bool, trim: bool = False) -> str:
+    """The content of one round's generated text: without its JSON calls, tidied; tidied (`trim`); or as is."""
+    if json_calls:
+        return tidy(parse_json_calls(text)[0])
+    return tidy(text) if trim else text
 
 
 def _stop_prefix_len(text: str, stops: Sequence[str]) -> int:
@@ -53,9 +56,10 @@ def _stop_prefix_len(text: str, stops: Sequence[str]) -> int:
 class ReplyStream:
     """Content deltas of one reply, fed the raw text of its rounds (`start_round`, `feed`, `end_round`, `finish`)."""
 
-    def __init__(self, stops: Sequence[str] = (), json_calls: bool = True) -> None:
+    def __init__(self, stops: Sequence[str] = (), json_calls: bool = True, trim: bool = False) -> None:
         self.stops = [s for s in stops if s]
         self.json_calls = json_calls
+        self.trim = trim
         self.rounds: list[str] = []  # settled content of finished rounds
         self.raw = ""  # raw text of the current round
         self.current = ""  # settled content of the current round
@@ -74,14 +78,14 @@ class ReplyStream:
                 return ""
             settled = round_content(visible, True).rstrip(_UNSETTLED_TAIL)
         else:
-            settled = visible
+            settled = tidy(visible) if self.trim else visible
         if settled.startswith(self.current):
             self.current = settled
         return self._advance(join_rounds([*self.rounds, self.current]))
 
     def end_round(self, text: str) -> str:
         """Close the current round with its final text; return what is left to send of it."""
-        self.rounds.append(round_content(text, self.json_calls))
+        self.rounds.append(round_content(text, self.json_calls, self.trim))
         self.start_round()
         # Blank separators wait for the next round's content, which may never come.
         return self._advance(join_rounds(self.rounds).rstrip(ROUND_SEPARATOR))
