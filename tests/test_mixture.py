@@ -229,8 +229,8 @@ def test_training_chat_prompts_are_not_the_evaluation_no_tool_prompts() -> None:
         json.loads(line)["question"] for line in path.read_text(encoding="utf-8").splitlines() if line
     ]
     assert held_out
-    report = mixture.overlap(mixture.CHAT_PROMPTS, [path], n=6)
-    assert not {p.lower() for p in mixture.CHAT_PROMPTS} & {q.lower() for q in held_out}
+    report = mixture.overlap(mixture.no_call_prompts(), [path], n=6)
+    assert not {p.lower() for p in mixture.no_call_prompts()} & {q.lower() for q in held_out}
     assert report["files"]["notool_chat.jsonl"] == 0, (
         report
     )  # no shared run of 6 words ("write a short poem about a" is only a form)
@@ -246,3 +246,9 @@ def test_assemble_refuses_an_unfinished_annotate_folder(tmp_path: Path) -> None:
     )
     with pytest.raises(DataError, match="running"):
         mixture.assemble([tmp_path / "ann"], [], [], 0.5, 0.0)
+
+
+def test_calendar_dates_cover_every_weekday_and_month() -> None:
+    days = mixture.calendar_dates(24)
+    assert len(set(days)) == 24
+    assert {d.weekday() for d in days} == set(range(7)) and len({d.month for d in days}) == 12

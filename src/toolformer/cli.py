@@ -1221,8 +1221,9 @@ def mixture_build(
     ),
     calendar: int = typer.Option(14, help="Calendar question texts per date."),
     dates: str = typer.Option(
-        "2021-03-14,2022-07-02,2023-01-30,2023-11-09,2024-05-21,2025-09-03,2026-02-27,2027-12-18",
-        help="Dates of the Calendar texts, comma-separated; annotate each file with TOOLFORMER_TODAY=DATE.",
+        "",
+        help="Dates of the Calendar texts, comma-separated (default: 24 dates 113 days apart from 2019-01-07); "
+        "annotate each file with TOOLFORMER_TODAY=DATE.",
     ),
     plain: int = typer.Option(200, help="Plain passages (English leads, no call belongs)."),
     chat_model: str = typer.Option(
@@ -1243,6 +1244,7 @@ def mixture_build(
         days = [dt.date.fromisoformat(d.strip()) for d in dates.split(",") if d.strip()]
     except ValueError as exc:
         raise ConfigError(f"dates={dates!r}: {exc}") from None
+    days = days or mixture.calendar_dates(24)
     for name, path in (("gsm8k", gsm8k), ("vital-es", vital_es)):
         if path is not None and not Path(path).is_file():
             raise ToolformerError(f"--{name} {str(path)!r}: no such file")

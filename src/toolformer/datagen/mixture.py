@@ -79,6 +79,31 @@ CHAT_PROMPTS = (
     "Rephrase: The meeting has been moved to later.", "Write a wish for a happy new year.",
 )  # fmt: skip
 
+# More no-call prompts: creative forms × topics and advice, answered by the base model like CHAT_PROMPTS.
+CREATIVE_FORMS = ("a haiku", "a little poem", "two rhyming lines", "a limerick", "a tiny story", "a riddle",
+                  "a song verse", "a postcard message")  # fmt: skip
+CREATIVE_TOPICS = ("a lighthouse", "autumn leaves", "the ocean", "a sleepy cat", "morning coffee", "mountains",
+                   "a train journey", "friendship", "the moon", "a vegetable garden", "winter mornings",
+                   "a lost umbrella", "city lights", "a quiet library", "the first day of school", "a campfire",
+                   "a river", "an old bicycle", "a ticking clock", "springtime")  # fmt: skip
+ADVICE_TOPICS = ("saving money", "learning a language", "keeping a tidy desk", "running a first 5k",
+                 "writing a good email", "making new friends", "cooking rice", "staying calm before an exam",
+                 "caring for a goldfish", "packing for a trip", "drinking more water", "reading more books")  # fmt: skip
+
+
+def no_call_prompts() -> list[str]:
+    """Every conversational prompt of the no-call texts: CHAT_PROMPTS, then the creative and advice templates."""
+    out = list(CHAT_PROMPTS)
+    out += [f"Write {form} about {topic}." for form in CREATIVE_FORMS for topic in CREATIVE_TOPICS]
+    out += [f"Give me two tips for {topic}." for topic in ADVICE_TOPICS]
+    return out
+
+
+def calendar_dates(n: int, start: _dt.date = _dt.date(2019, 1, 7), step_days: int = 113) -> list[_dt.date]:
+    """`n` dates `step_days` apart from `start`: every weekday and month comes up (113 = 16 weeks + 1 day)."""
+    return [start + _dt.timedelta(days=i * step_days) for i in range(n)]
+
+
 CALENDAR_QUESTIONS = (
     ("What day of the week is it today?", "It is {weekday}."),
     ("What day is it today?", "Today is {weekday}."),
@@ -391,10 +416,11 @@ def build_candidates(
     return summary
 
 
-def chat_texts(generate: Any, prompts: Sequence[str] = CHAT_PROMPTS) -> list[dict[str, Any]]:
+def chat_texts(generate: Any, prompts: Sequence[str] | None = None) -> list[dict[str, Any]]:
     """No-call texts: each prompt answered by `generate(prompts) -> answers` (the base model with tools disabled)."""
     from toolformer.runtime.prompts import zero_shot_prompt
 
+    prompts = list(no_call_prompts() if prompts is None else prompts)
     answers = generate([zero_shot_prompt(p) for p in prompts])
     rows = []
     for i, (prompt, answer) in enumerate(zip(prompts, answers, strict=True)):

@@ -70,11 +70,13 @@ def build_prompt(question: str, tools: Sequence[str] | None = None, header: str 
 # header on a share of examples (`datagen.mixture`), so the model sees it both ways.
 TOOLS_HEADER_TITLE = "Tools you can call by writing [Tool(input)]:"
 _SENTENCE_END = re.compile(r"(?<!\be\.g)(?<!\bi\.e)\.\s+")  # "e.g. 'Today is …'" does not end the sentence
+_EXAMPLE_CLAUSE = re.compile(r",?\s+(?:e\.g\.|for example)")
 
 
 def tool_line(name: str, description: str, examples: Sequence[str] = ()) -> str:
     """One header line for a tool: its name, the first sentence of its description, and its first example."""
     first = _SENTENCE_END.split(description.strip(), maxsplit=1)[0].rstrip(".")
+    first = _EXAMPLE_CLAUSE.split(first, maxsplit=1)[0].rstrip(" .")  # a sample output would be copied as a result
     line = f"- {name}: {first}."
     if examples:
         line += f" Example: [{examples[0]}]"
