@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from toolformer.calls import find_calls
-from toolformer.datagen import mixture
+from toolformer.datagen import candidates, mixture
 from toolformer.datagen.records import Document
 from toolformer.datagen.sample import DataProposer
 from toolformer.tools import load_tools
@@ -41,7 +41,7 @@ def _one_call(text: str) -> list:
 
 
 def test_wikisearch_texts_ask_a_question_whose_answer_follows_one_search_of_the_question() -> None:
-    rows = list(mixture.wikisearch_texts(ARTICLES, seed=0))
+    rows = list(candidates.wikisearch_texts(ARTICLES, seed=0))
     assert rows, "every article has a definitional first sentence"
     for row in rows:
         question = row["text"].split("\n")[0].removeprefix("Question: ")
@@ -57,7 +57,7 @@ def test_wikisearch_texts_ask_a_question_whose_answer_follows_one_search_of_the_
 def test_wikisearch_person_questions_use_who_and_can_ask_the_birth_date() -> None:
     texts = []
     for seed in range(12):
-        texts += [r["text"] for r in mixture.wikisearch_texts(ARTICLES[:1], seed=seed)]
+        texts += [r["text"] for r in candidates.wikisearch_texts(ARTICLES[:1], seed=seed)]
     assert any(t.startswith("Question: Who was a German-born theoretical physicist?") for t in texts)
     assert any(
         t.startswith("Question: When was Albert Einstein born?") and t.endswith("14 March 1879.")
@@ -67,7 +67,7 @@ def test_wikisearch_person_questions_use_who_and_can_ask_the_birth_date() -> Non
 
 
 def test_qa_texts_cut_a_statement_before_its_object_and_ask_qa_the_statement() -> None:
-    rows = list(mixture.qa_texts(ARTICLES))
+    rows = list(candidates.qa_texts(ARTICLES))
     texts = {r["text"] for r in rows}
     assert (
         'Albert Einstein was born in [QA("Albert Einstein was born in")] Ulm.' in texts
@@ -77,7 +77,7 @@ def test_qa_texts_cut_a_statement_before_its_object_and_ask_qa_the_statement() -
 
 
 def test_calendar_texts_answer_for_the_given_day() -> None:
-    rows = list(mixture.calendar_texts(dt.date(2023, 1, 30)))
+    rows = list(candidates.calendar_texts(dt.date(2023, 1, 30)))
     texts = [r["text"] for r in rows]
     assert "Question: What day of the week is it today?\nAnswer: [Calendar()] It is Monday." in texts
     assert (
@@ -94,7 +94,7 @@ def test_mt_texts_take_the_answer_from_the_translator_and_skip_its_errors() -> N
     def translate(text: str) -> str:
         return "The black cat sleeps." if "gato" in text else "error: no pair"
 
-    rows = list(mixture.mt_texts(pairs, translate))
+    rows = list(candidates.mt_texts(pairs, translate))
     assert len(rows) == 1
     (span,) = _one_call(rows[0]["text"])
     assert span.call.name == "MT" and json.loads(span.call.args) == "El gato negro duerme."
@@ -108,11 +108,11 @@ def test_mt_sentences_keep_short_sentences_one_per_article() -> None:
             "text": "Es un gato. El gato negro duerme en la casa grande. Otra frase más larga aquí.",
         }
     ]
-    assert list(mixture.mt_sentences(arts)) == [("mt:es:x", "El gato negro duerme en la casa grande.")]
+    assert list(candidates.mt_sentences(arts)) == [("mt:es:x", "El gato negro duerme en la casa grande.")]
 
 
 def test_candidate_calls_are_taken_out_and_proposed_back_by_the_data_proposer() -> None:
-    (row,) = [r for r in mixture.qa_texts(ARTICLES) if "Ulm" in r["text"]]
+    (row,) = [r for r in candidates.qa_texts(ARTICLES) if "Ulm" in r["text"]]
     clean, cands = DataProposer().extract(Document(row["id"], row["text"], {}))
     assert clean.text == "Albert Einstein was born in Ulm."
     assert [(c.tool, c.position) for c in cands] == [("QA", len("Albert Einstein was born in "))]
@@ -183,7 +183,7 @@ def test_build_candidates_writes_each_kind_capped(tmp_path: Path) -> None:
     )
     vital = tmp_path / "vital.jsonl"
     _write(vital, ARTICLES * 3)
-    summary = mixture.build_candidates(
+    summary = candidates.build_candidates(
         tmp_path / "out", gsm, None, {"calculator": 5, "wikisearch": 2, "qa": 1, "plain": 1, "calendar": 3},
         [dt.date(2024, 5, 21)], vital_en=vital,
     )  # fmt: skip
@@ -197,7 +197,7 @@ def test_build_candidates_writes_each_kind_capped(tmp_path: Path) -> None:
         == "Question: Tom has 3 bags of 4 apples. How many apples?\nAnswer: [Calculator(3 * 4)] 12"
     )
     # the order is seeded: a second build writes the same files
-    mixture.build_candidates(
+    candidates.build_candidates(
         tmp_path / "out2", gsm, None, {"calculator": 5, "wikisearch": 2, "qa": 1, "plain": 1, "calendar": 3},
         [dt.date(2024, 5, 21)], vital_en=vital,
     )  # fmt: skip
@@ -229,8 +229,8 @@ def test_training_chat_prompts_are_not_the_evaluation_no_tool_prompts() -> None:
         json.loads(line)["question"] for line in path.read_text(encoding="utf-8").splitlines() if line
     ]
     assert held_out
-    report = mixture.overlap(mixture.no_call_prompts(), [path], n=6)
-    assert not {p.lower() for p in mixture.no_call_prompts()} & {q.lower() for q in held_out}
+    report = mixture.overlap(candidates.no_call_prompts(), [path], n=6)
+    assert not {p.lower() for p in candidates.no_call_prompts()} & {q.lower() for q in held_out}
     assert report["files"]["notool_chat.jsonl"] == 0, (
         report
     )  # no shared run of 6 words ("write a short poem about a" is only a form)
@@ -249,6 +249,6 @@ def test_assemble_refuses_an_unfinished_annotate_folder(tmp_path: Path) -> None:
 
 
 def test_calendar_dates_cover_every_weekday_and_month() -> None:
-    days = mixture.calendar_dates(24)
+    days = candidates.calendar_dates(24)
     assert len(set(days)) == 24
     assert {d.weekday() for d in days} == set(range(7)) and len({d.month for d in days}) == 12

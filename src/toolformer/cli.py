@@ -1237,14 +1237,14 @@ def mixture_build(
     """Write candidate texts for every tool: `toolformer mixture build --gsm8k train.jsonl --out cands/`."""
     import datetime as dt
 
-    from toolformer.datagen import mixture
+    from toolformer.datagen import candidates
     from toolformer.errors import ConfigError
 
     try:
         days = [dt.date.fromisoformat(d.strip()) for d in dates.split(",") if d.strip()]
     except ValueError as exc:
         raise ConfigError(f"dates={dates!r}: {exc}") from None
-    days = days or mixture.calendar_dates(24)
+    days = days or candidates.calendar_dates(24)
     for name, path in (("gsm8k", gsm8k), ("vital-es", vital_es)):
         if path is not None and not Path(path).is_file():
             raise ToolformerError(f"--{name} {str(path)!r}: no such file")
@@ -1256,12 +1256,12 @@ def mixture_build(
         "calendar": calendar,
         "plain": plain,
     }
-    translate = mixture.tool_translator(mt_model) if vital_es is not None and mt else None
-    summary = mixture.build_candidates(out, gsm8k, vital_es, counts, days, translate=translate, seed=seed)
+    translate = candidates.tool_translator(mt_model) if vital_es is not None and mt else None
+    summary = candidates.build_candidates(out, gsm8k, vital_es, counts, days, translate=translate, seed=seed)
     if chat_model:
-        rows = mixture.chat_texts(mixture.chat_generator(chat_model))
-        mixture.write_jsonl(Path(out) / "chat.jsonl", rows)
-        summary["chat.jsonl"] = mixture.count_kinds(rows)
+        rows = candidates.chat_texts(candidates.chat_generator(chat_model))
+        candidates.write_jsonl(Path(out) / "chat.jsonl", rows)
+        summary["chat.jsonl"] = candidates.count_kinds(rows)
     print(json.dumps(summary, indent=1))
 
 
@@ -1290,7 +1290,7 @@ def mixture_assemble(
     ),
 ) -> None:
     """Write the training file from kept calls and plain texts: `toolformer mixture assemble ann/ --out train.jsonl`."""
-    from toolformer.datagen import mixture
+    from toolformer.datagen import candidates, mixture
     from toolformer.tools import load_tools
 
     registry = load_tools(tools)
@@ -1300,7 +1300,7 @@ def mixture_assemble(
     counts["yield"] = mixture.yield_table(annotated)
     extra = [f for c in check for f in (sorted(Path(c).rglob("*.jsonl")) if Path(c).is_dir() else [Path(c)])]
     counts["overlap_8gram"] = mixture.overlap((r["text"] for r in rows), mixture.shipped_eval_files() + extra)
-    mixture.write_jsonl(out, rows)
+    candidates.write_jsonl(out, rows)
     Path(out).with_suffix(".report.json").write_text(json.dumps(counts, indent=1) + "\n", encoding="utf-8")
     print(json.dumps(counts, indent=1))
 
