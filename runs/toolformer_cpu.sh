@@ -7,7 +7,7 @@
 #                   header; n-gram overlap with every evaluation file reported
 #   train           one LoRA adapter on SmolLM2-135M-Instruct (loss from the call on)
 #   eval            every suite, zero-shot, k = 10, one call, modes tools / disabled / baseline (the untrained base)
-#   INSTALL=1       copies the adapter into the package (src/toolformer/data/models/toolformer-135m/)
+#   install         the adapter into the package (src/toolformer/data/models/toolformer-135m/; INSTALL=0 skips)
 # No test set is read; no evaluation record is trained on. Rerunning resumes the annotation and the training.
 # Knobs (environment): OUT, GSM8K, VITAL_ES, MAIN_DOCS, TAU_F, STEPS, LR, EVAL_LIMIT, INSTALL.
 set -euo pipefail
@@ -21,8 +21,8 @@ MAIN_DOCS=${MAIN_DOCS:-1280}   # first N texts of the shuffled calculator/wikise
 TAU_F=${TAU_F:-0.5}
 STEPS=${STEPS:-80}
 LR=${LR:-4e-4}
-EVAL_LIMIT=${EVAL_LIMIT:-100}
-INSTALL=${INSTALL:-0}
+EVAL_LIMIT=${EVAL_LIMIT:-50}
+INSTALL=${INSTALL:-1}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 C=$OUT/candidates
 
@@ -49,11 +49,8 @@ done
 "$TF" train "$OUT/train.jsonl" --out "$OUT/model" --lora --no-merge --lr "$LR" --max-steps "$STEPS" \
   --mix-ratio all --loss after-call --max-dev-texts 64 --eval-steps 20 --save-steps 20 --resume
 
-if [ "$INSTALL" = 1 ]; then
-  dest=src/toolformer/data/models/toolformer-135m
-  mkdir -p "$dest"
-  cp "$OUT/model/adapter_config.json" "$OUT/model/adapter_model.safetensors" "$dest/"
-  printf '{"prompt": "zero-shot", "base": "smollm2-135m-instruct"}\n' > "$dest/toolformer.json"
+if [ "$INSTALL" = 1 ]; then  # float16 weights, the base named by its alias; the model card stays as it is
+  .venv/bin/python -c "import sys; from toolformer.models import ship_adapter; print(ship_adapter(sys.argv[1]))" "$OUT/model"
 fi
 
 "$TF" eval "${EVAL_MODEL:-toolformer-135m}" --suite all --limit "$EVAL_LIMIT" --modes tools,disabled \

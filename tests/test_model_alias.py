@@ -238,3 +238,32 @@ def test_defaults_read_one_constant(tooled: SimpleNamespace, monkeypatch: pytest
     monkeypatch.setattr(models, "DEFAULT_MODEL", TOOLED)  # what flipping the default does
     tf = Toolformer.load(tools="Calculator")
     assert tf.name == TOOLED and models.model_meta(tf.model) == META
+
+
+def test_ship_adapter_stores_half_precision_weights_and_names_the_base(
+    tooled: SimpleNamespace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import torch
+    from safetensors.torch import load_file
+
+    trained = tmp_path / "trained"
+    _write_adapter(trained, tooled.base.model, seed=5)
+    config = json.loads((trained / "adapter_config.json").read_text())
+    config["base_model_name_or_path"] = "/a/path/of/this/machine"
+    (trained / "adapter_config.json").write_text(json.dumps(config))
+    (tooled.folder / "toolformer.json").unlink()
+    dest = models.ship_adapter(trained, TOOLED, base=BASE)
+    assert dest == tooled.folder
+    shipped = json.loads((dest / "adapter_config.json").read_text())
+    assert shipped["base_model_name_or_path"] == BASE
+    assert json.loads((dest / "toolformer.json").read_text()) == META
+    weights = load_file(dest / "adapter_model.safetensors")
+    assert weights and all(w.dtype == torch.float16 for w in weights.values())
+    model, tokenizer = models.load_model(TOOLED)  # merged from the shipped copy
+    expected = _peft_logits(tooled.base.model, trained, tokenizer)
+    assert torch.allclose(_logits(model, tokenizer), expected, atol=1e-2)
+
+
+def test_ship_adapter_refuses_a_merged_training_output(tmp_path: Path) -> None:
+    with pytest.raises(ModelNotFoundError, match="--lora --no-merge"):
+        models.ship_adapter(tmp_path, "toolformer-135m")

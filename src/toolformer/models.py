@@ -46,7 +46,7 @@ logger = logging.getLogger(__name__)
 
 # The one default every entry point reads (ask, chat, serve, eval, compress, Toolformer.load): the untrained
 # base until the trained `toolformer-135m` adapter ships, then flipped to it here and nowhere else.
-DEFAULT_MODEL = "smollm2-135m-instruct"
+DEFAULT_MODEL = "toolformer-135m"
 BASE_MODEL = "smollm2-135m-instruct"  # the untrained base model (training's default base, eval's baseline)
 CACHE_FORMAT = 1  # bump when the cache layout changes: older caches are then rebuilt
 MARKER = "toolformer-cache.json"
@@ -804,3 +804,30 @@ def model_meta(model: Any) -> dict[str, Any]:
     if folder is None or not (folder / META_FILE).is_file():
         return {}
     return _read_meta(folder / META_FILE)
+
+
+def ship_adapter(trained: str | Path, alias: str = "toolformer-135m", base: str = BASE_MODEL) -> Path:
+    """Copy a `toolformer train --lora --no-merge` output into the package as the adapter of `alias`.
+
+    Weights are stored in float16 (half the size; the merge casts them back to float32), the config names the base
+    by its alias instead of a path of this machine, and `toolformer.json` marks the zero-shot prompt. The model
+    card (`README.md`) is left as it is.
+    """
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    src = Path(trained)
+    for name in ("adapter_config.json", "adapter_model.safetensors"):
+        if not (src / name).is_file():
+            raise ModelNotFoundError(f"{str(src)!r} has no {name}: train with --lora --no-merge")
+    dest = ADAPTERS_ROOT / alias
+    dest.mkdir(parents=True, exist_ok=True)
+    config = json.loads((src / "adapter_config.json").read_text(encoding="utf-8"))
+    config["base_model_name_or_path"] = base
+    (dest / "adapter_config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    weights = {
+        k: v.to(torch.float16).contiguous() for k, v in load_file(src / "adapter_model.safetensors").items()
+    }
+    save_file(weights, dest / "adapter_model.safetensors", metadata={"format": "pt"})
+    (dest / META_FILE).write_text(json.dumps({"prompt": "zero-shot", "base": base}) + "\n", encoding="utf-8")
+    return dest
