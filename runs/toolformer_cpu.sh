@@ -19,7 +19,7 @@ VITAL_ES=${VITAL_ES:-$DATA/wiki_vital/vital_es.jsonl}
 OUT=${OUT:-runs/out/toolformer}
 MAIN_DOCS=${MAIN_DOCS:-1280}   # first N texts of the shuffled calculator/wikisearch/qa candidates to annotate
 TAU_F=${TAU_F:-0.5}
-STEPS=${STEPS:-80}
+STEPS=${STEPS:-100}
 LR=${LR:-4e-4}
 EVAL_LIMIT=${EVAL_LIMIT:-50}
 INSTALL=${INSTALL:-1}
@@ -33,6 +33,8 @@ C=$OUT/candidates
 "$TF" annotate run "$C/main.jsonl" --proposer data --tools Calculator,WikiSearch,QA --tau-f "$TAU_F" \
   --tau-f-tool "Calculator=$TAU_F" --bf16 --no-exclude-self-from-search --limit "$MAIN_DOCS" \
   --tool-cache "$OUT/tools.sqlite" --out "$OUT/ann-main" -q
+"$TF" annotate run "$C/calculator.jsonl" --proposer data --tools Calculator --tau-f "$TAU_F" \
+  --tau-f-tool "Calculator=$TAU_F" --bf16 --out "$OUT/ann-calc" -q
 "$TF" annotate run "$C/mt.jsonl" --proposer data --tools MT --tau-f "$TAU_F" --tau-f-tool "MT=$TAU_F" --bf16 \
   --tool-cache "$OUT/tools.sqlite" --out "$OUT/ann-mt" -q
 for f in "$C"/calendar-*.jsonl; do
@@ -41,13 +43,13 @@ for f in "$C"/calendar-*.jsonl; do
     --out "$OUT/ann-cal-$day" -q
 done
 
-"$TF" mixture assemble "$OUT/ann-main" "$OUT/ann-mt" "$OUT"/ann-cal-* --plain "$C/plain.jsonl" --plain "$C/chat.jsonl" \
+"$TF" mixture assemble "$OUT/ann-main" "$OUT/ann-calc" "$OUT/ann-mt" "$OUT"/ann-cal-* --plain "$C/plain.jsonl" --plain "$C/chat.jsonl" \
   --check "$DATA/asdiv" --check "$DATA/svamp" --check "$DATA/mawps" --check "$DATA/lama" --check "$DATA/nq_open" \
   --check "$DATA/webquestions" --check "$DATA/triviaqa" --check "$DATA/situatedqa_temporal" \
   --check "$DATA/date_understanding" --out "$OUT/train.jsonl"
 
 "$TF" train "$OUT/train.jsonl" --out "$OUT/model" --lora --no-merge --lr "$LR" --max-steps "$STEPS" \
-  --mix-ratio all --loss after-call --max-dev-texts 64 --eval-steps 20 --save-steps 20 --resume
+  --mix-ratio all --loss after-call --max-dev-texts 64 --eval-steps 25 --save-steps 25 --resume
 
 if [ "$INSTALL" = 1 ]; then  # float16 weights, the base named by its alias; the model card stays as it is
   .venv/bin/python -c "import sys; from toolformer.models import ship_adapter; print(ship_adapter(sys.argv[1]))" "$OUT/model"

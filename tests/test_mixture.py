@@ -252,3 +252,20 @@ def test_calendar_dates_cover_every_weekday_and_month() -> None:
     days = candidates.calendar_dates(24)
     assert len(set(days)) == 24
     assert {d.weekday() for d in days} == set(range(7)) and len({d.month for d in days}) == 12
+
+
+def test_build_candidates_puts_the_next_gsm8k_problems_in_calculator_jsonl(tmp_path: Path) -> None:
+    gsm = tmp_path / "gsm8k.jsonl"
+    rows = [
+        {"id": f"g{i}", "question": f"Tom has {i + 2} bags of 4 apples. How many?", "solution": f"{i + 2}*4=<<{i + 2}*4={(i + 2) * 4}>>{(i + 2) * 4}", "answer": (i + 2) * 4}
+        for i in range(5)
+    ]  # fmt: skip
+    _write(gsm, rows)
+    summary = candidates.build_candidates(
+        tmp_path / "out", gsm, None, {"calculator": 2, "calculator_more": 2}, []
+    )
+    assert summary["main.jsonl"] == {"calculator": 2} and summary["calculator.jsonl"] == {"calculator": 2}
+    more = [
+        json.loads(line)["id"] for line in (tmp_path / "out" / "calculator.jsonl").read_text().splitlines()
+    ]
+    assert more == ["calc:g2", "calc:g3"]  # after the main file's problems, never the same ones

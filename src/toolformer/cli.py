@@ -1214,6 +1214,10 @@ def mixture_build(
         None, help="Spanish Vital Articles JSONL for the MT texts (none: no MT texts)."
     ),
     calculator: int = typer.Option(600, help="Calculator texts (GSM8K problems that compose into one call)."),
+    calculator_more: int = typer.Option(
+        900,
+        help="More Calculator texts (the next GSM8K problems) in calculator.jsonl, annotated on their own.",
+    ),
     wikisearch: int = typer.Option(700, help="WikiSearch question texts from English Vital Articles leads."),
     qa: int = typer.Option(400, help="QA statements to complete from English Vital Articles leads."),
     mt: int = typer.Option(
@@ -1250,6 +1254,7 @@ def mixture_build(
             raise ToolformerError(f"--{name} {str(path)!r}: no such file")
     counts = {
         "calculator": calculator,
+        "calculator_more": calculator_more,
         "wikisearch": wikisearch,
         "qa": qa,
         "mt": mt,

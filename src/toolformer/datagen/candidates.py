@@ -344,8 +344,9 @@ def build_candidates(
     vital_en: str | Path | None = None,
     seed: int = 0,
 ) -> dict[str, Any]:
-    """Write the candidate texts to annotate: `main.jsonl` (calculator, wikisearch, qa), `mt.jsonl`,
-    `calendar-DATE.jsonl` (one per date: annotate each with TOOLFORMER_TODAY=DATE) and `plain.jsonl` (no calls).
+    """Write the candidate texts to annotate: `main.jsonl` (calculator, wikisearch, qa), `calculator.jsonl` (the
+    next `calculator_more` GSM8K problems), `mt.jsonl`, `calendar-DATE.jsonl` (one per date: annotate each with
+    TOOLFORMER_TODAY=DATE) and `plain.jsonl` (no calls).
 
     `counts` caps each kind (kind -> number of texts); articles are taken in a seeded shuffle, so the plain
     passages and the question texts come from different articles. Returns {file: {kind: count}}.
@@ -367,6 +368,10 @@ def build_candidates(
         "main.jsonl": main,
         "plain.jsonl": take("plain", passage_texts(plain_articles)),
     }
+    if counts.get("calculator_more", 0):  # the next GSM8K problems, Calculator only (cheap to annotate)
+        first = counts.get("calculator", 0)
+        more = itertools.islice(calculator_texts(read_jsonl(gsm8k)), first, first + counts["calculator_more"])
+        files["calculator.jsonl"] = list(more)
     if vital_es is not None and translate is not None and counts.get("mt", 0):
         es = list(read_jsonl(vital_es))
         seeded_rng(seed, "es").shuffle(es)

@@ -261,8 +261,10 @@ def write_plot(results: EvalResults, path: Path) -> bool:
     ppl = [d for d in results.datasets if d.kind == "ppl"]
     points = results.sweep()
     panels = [p for p in (("acc", acc), ("ppl", ppl)) if p[1]] + ([("sweep", acc)] if points and acc else [])
+    # Each panel as wide as its datasets need (a lone ppl bar must not take half of a 14-dataset figure).
+    widths = [max(2.5, 1.1 * len(infos) + 1.5) if panel != "sweep" else 6.0 for panel, infos in panels]
     fig, axes = plt.subplots(
-        1, len(panels), figsize=(max(6, 2.2 * len(acc) + 3) * len(panels), 4.5), squeeze=False
+        1, len(panels), figsize=(sum(widths), 4.5), squeeze=False, gridspec_kw={"width_ratios": widths}
     )
     for ax, (panel, infos) in zip(axes[0], panels):
         if panel == "sweep":
@@ -295,7 +297,12 @@ def write_plot(results: EvalResults, path: Path) -> bool:
             xs = [i + (j - (len(runs) - 1) / 2) * width for i in range(len(infos))]
             bars = ax.bar(xs, values, width, label=_mode_label(results, r))
             ax.bar_label(bars, fmt="%.1f", fontsize=7)
-        ax.set_xticks(range(len(infos)), [d.name for d in infos])
+        ax.set_xticks(
+            range(len(infos)),
+            [d.name for d in infos],
+            rotation=30 if len(infos) > 6 else 0,
+            ha="right" if len(infos) > 6 else "center",
+        )
         ax.set_ylabel("perplexity (lower is better)" if panel == "ppl" else "accuracy %")
         ax.set_title(f"{results.config.model} · {results.config.suite} · {results.config.shots}-shot")
         ax.legend(fontsize=8)

@@ -76,7 +76,9 @@ _EXAMPLE_CLAUSE = re.compile(r",?\s+(?:e\.g\.|for example)")
 def tool_line(name: str, description: str, examples: Sequence[str] = ()) -> str:
     """One header line for a tool: its name, the first sentence of its description, and its first example."""
     first = _SENTENCE_END.split(description.strip(), maxsplit=1)[0].rstrip(".")
-    first = _EXAMPLE_CLAUSE.split(first, maxsplit=1)[0].rstrip(" .")  # a sample output would be copied as a result
+    first = _EXAMPLE_CLAUSE.split(first, maxsplit=1)[0].rstrip(
+        " ."
+    )  # a sample output would be copied as a result
     line = f"- {name}: {first}."
     if examples:
         line += f" Example: [{examples[0]}]"
