@@ -1249,9 +1249,11 @@ def mixture_build(
     except ValueError as exc:
         raise ConfigError(f"dates={dates!r}: {exc}") from None
     days = days or candidates.calendar_dates(24)
-    for name, path in (("gsm8k", gsm8k), ("vital-es", vital_es)):
-        if path is not None and not Path(path).is_file():
-            raise ToolformerError(f"--{name} {str(path)!r}: no such file")
+    from toolformer.inputs import input_file
+
+    input_file(gsm8k, "gsm8k")
+    if vital_es is not None:
+        input_file(vital_es, "vital_es")
     counts = {
         "calculator": calculator,
         "calculator_more": calculator_more,

@@ -25,7 +25,6 @@ n-gram overlap between the texts and the shipped dev files (`datagen.mixture.ove
 from __future__ import annotations
 
 import datetime as _dt
-import gzip
 import hashlib
 import itertools
 import json
@@ -38,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from toolformer.calls import quote
-from toolformer.errors import DataError
+from toolformer.datagen.io import read_jsonl, write_jsonl_atomic
 
 KINDS = ("calculator", "wikisearch", "qa", "calendar", "mt", "plain")
 TOOL_OF_KIND = {
@@ -169,22 +168,6 @@ def _words(text: str, limit: int) -> str | None:
 
 def _call(tool: str, arg: str | None) -> str:
     return f"[{tool}()]" if arg is None else f"[{tool}({quote(arg)})]"
-
-
-def read_jsonl(path: str | Path) -> Iterator[dict[str, Any]]:
-    """Objects of a JSONL file (gzip by suffix); DataError naming the file and line of a bad one."""
-    p = Path(path)
-    opener = gzip.open if p.suffix == ".gz" else open
-    try:
-        with opener(p, "rt", encoding="utf-8") as fh:
-            for number, line in enumerate(fh, 1):
-                if line.strip():
-                    try:
-                        yield json.loads(line)
-                    except ValueError as exc:
-                        raise DataError(f"{p}:{number} is not JSON ({exc})") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"{p}: cannot read ({exc})") from None
 
 
 def shipped_vital() -> Path:
@@ -358,8 +341,15 @@ def build_candidates(
     n_plain = counts.get("plain", 0)
     plain_articles, question_articles = articles[:n_plain], articles[n_plain:]
     take = lambda kind, it: list(itertools.islice(it, counts.get(kind, 0)))  # noqa: E731
+    # One pass over GSM8K: the first `calculator` composable problems go to main, the next `calculator_more` apart.
+    calc = list(
+        itertools.islice(
+            calculator_texts(read_jsonl(gsm8k)),
+            counts.get("calculator", 0) + counts.get("calculator_more", 0),
+        )
+    )
     main = (
-        take("calculator", calculator_texts(read_jsonl(gsm8k)))
+        calc[: counts.get("calculator", 0)]
         + take("wikisearch", wikisearch_texts(question_articles, seed))
         + take("qa", qa_texts(question_articles, seed))
     )
@@ -369,9 +359,7 @@ def build_candidates(
         "plain.jsonl": take("plain", passage_texts(plain_articles)),
     }
     if counts.get("calculator_more", 0):  # the next GSM8K problems, Calculator only (cheap to annotate)
-        first = counts.get("calculator", 0)
-        more = itertools.islice(calculator_texts(read_jsonl(gsm8k)), first, first + counts["calculator_more"])
-        files["calculator.jsonl"] = list(more)
+        files["calculator.jsonl"] = calc[counts.get("calculator", 0) :]
     if vital_es is not None and translate is not None and counts.get("mt", 0):
         es = list(read_jsonl(vital_es))
         seeded_rng(seed, "es").shuffle(es)
@@ -381,9 +369,7 @@ def build_candidates(
         files[f"calendar-{day.isoformat()}.jsonl"] = list(itertools.islice(calendar_texts(day), per_date))
     summary: dict[str, Any] = {}
     for name, rows in files.items():
-        with (out / name).open("w", encoding="utf-8") as fh:
-            for row in rows:
-                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+        write_jsonl(out / name, rows)
         summary[name] = count_kinds(rows)
     (out / "candidates.json").write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
     return summary
@@ -449,8 +435,6 @@ def tool_translator(mt_model: str | None = None) -> Any:
 
 def write_jsonl(path: str | Path, rows: Iterable[dict[str, Any]]) -> None:
     """Write rows as UTF-8 JSONL, atomically (a temp file renamed into place)."""
-    from toolformer.datagen.io import write_jsonl_atomic
-
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     write_jsonl_atomic(Path(path), rows)
 

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from toolformer.calls import find_calls
-from toolformer.datagen.candidates import read_jsonl, seeded_rng
+from toolformer.datagen.candidates import seeded_rng
+from toolformer.datagen.io import read_jsonl
 from toolformer.errors import DataError
 
 
