@@ -509,8 +509,8 @@ def test_math_suite_on_the_embedded_model_in_three_modes(smol, tmp_path):
     paths = write_outputs(results, tmp_path)
     assert json.loads(paths["results"].read_text())["config"]["shots"] == 3
     preds = {(p.mode, p.dataset, p.id): p for p in results.predictions}
-    assert len(preds) == 3 * 3 * 4
-    for name in ("asdiv", "svamp", "mawps"):
+    assert len(preds) == 3 * 4 * 4  # modes × math datasets (asdiv, svamp, mawps, gsm8k) × limit
+    for name in ("asdiv", "svamp", "mawps", "gsm8k"):
         assert results.run("disabled").by_dataset[name].with_call == 0
         assert results.run("baseline").by_dataset[name].with_call == 0
         # With three Calculator examples and the paper's top-10 trigger, the model calls the Calculator.

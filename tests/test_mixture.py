@@ -269,3 +269,70 @@ def test_build_candidates_puts_the_next_gsm8k_problems_in_calculator_jsonl(tmp_p
         json.loads(line)["id"] for line in (tmp_path / "out" / "calculator.jsonl").read_text().splitlines()
     ]
     assert more == ["calc:g2", "calc:g3"]  # after the main file's problems, never the same ones
+
+
+def _gsm(i: int, steps: int) -> dict:
+    sol = "\n".join(
+        f"{i + 2}*{k + 1}=<<{i + 2}*{k + 1}={(i + 2) * (k + 1)}>>{(i + 2) * (k + 1)}" for k in range(steps)
+    )
+    return {"id": f"gsm8k-train-{i:05d}", "question": f"Tom has {i + 2} bags of apples. How many?", "solution": sol,
+            "answer": (i + 2) * steps}  # fmt: skip
+
+
+def test_calculator_short_file_takes_unused_short_problems_and_never_the_dev_slice(tmp_path: Path) -> None:
+    from toolformer.heldout import is_gsm8k_dev
+
+    gsm = tmp_path / "gsm8k.jsonl"
+    _write(gsm, [_gsm(i, 1 if i % 3 else 3) for i in range(24)])
+    summary = candidates.build_candidates(
+        tmp_path / "out", gsm, None, {"calculator": 2, "calculator_short": 50}, []
+    )
+    main = [json.loads(x)["id"] for x in (tmp_path / "out" / "main.jsonl").read_text().splitlines()]
+    short = [
+        json.loads(x)["id"] for x in (tmp_path / "out" / "calculator-short.jsonl").read_text().splitlines()
+    ]
+    ids = [i.split(":", 1)[1] for i in short]
+    assert summary["calculator-short.jsonl"] == {"calculator": len(short)} and short
+    assert not set(main) & set(short)
+    assert (
+        not any(is_gsm8k_dev(i) for i in ids)
+        and "gsm8k-train-00014" not in ids
+        and "gsm8k-train-00020" not in ids
+    )
+    assert all(int(i[-5:]) % 3 for i in ids)  # the three-step problems are left out
+
+
+def test_decontaminate_drops_rows_sharing_an_ngram_with_an_eval_file_and_the_gsm8k_dev_slice(
+    tmp_path: Path,
+) -> None:
+    ev = tmp_path / "asdiv.jsonl"
+    _write(ev, [{"question": "how many apples did the farmer sell at the market on monday"}])
+    rows = [
+        {"id": "calc:gsm8k-train-00014", "text": "Question: a dev-slice problem\nAnswer: 4"},
+        {
+            "id": "calc:gsm8k-train-00001",
+            "text": "Question: The farmer sell at the market on monday. How many?",
+        },
+        {"id": "calc:gsm8k-train-00002", "text": "Question: Nothing shared here.\nAnswer: 3"},
+    ]
+    kept, dropped = mixture.decontaminate(rows, [ev], n=6)
+    assert [r["id"] for r in kept] == ["calc:gsm8k-train-00002"]
+    assert dropped == {"gsm8k_dev": 1, "asdiv.jsonl": 1}
+
+
+def test_operands_before_tells_whether_the_call_numbers_occur_before_it() -> None:
+    assert candidates.operands_before("Question: 3 bags of 4.\nAnswer: [Calculator(3 * 4) → 12] 12") is True
+    assert (
+        candidates.operands_before("Question: three bags of 4.\nAnswer: [Calculator(3 * 4) → 12] 12") is False
+    )
+    assert candidates.operands_before("No call here.") is None
+
+
+def test_assemble_puts_every_chat_text_under_the_header(tmp_path: Path) -> None:
+    _annotate_folder(tmp_path / "ann", [], [])
+    chat = [{"id": f"chat:{i}", "text": f"Question: Say hi {i}.\nAnswer: Hi {i}!"} for i in range(8)]
+    _write(tmp_path / "chat.jsonl", chat + [{"id": "plain:a", "text": "A plain passage."}])
+    tools = list(load_tools("Calculator,QA").values())
+    rows, counts = mixture.assemble([tmp_path / "ann"], [tmp_path / "chat.jsonl"], tools, 0.0, 0.0, seed=3)
+    assert {r["id"] for r in rows if r.get("header")} == {f"chat:{i}" for i in range(8)}
+    assert counts["with_header"] == 8

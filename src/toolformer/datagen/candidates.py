@@ -90,11 +90,27 @@ ADVICE_TOPICS = ("saving money", "learning a language", "keeping a tidy desk", "
                  "caring for a goldfish", "packing for a trip", "drinking more water", "reading more books")  # fmt: skip
 
 
+# Session 10: a second batch, appended so that the ids (list positions) of the texts made before stay the same.
+MORE_TOPICS = ("a paper boat", "a summer picnic", "a rainbow after a storm", "a busy bakery", "a snowman",
+               "a kite on a windy day", "a firefly", "an old oak tree", "a harbour at dawn", "a pair of old boots",
+               "the smell of pine", "a birthday cake", "a sleepy village", "a cup of cocoa", "the first snowflake",
+               "a lighthouse keeper's dog", "sunflowers", "a jar of honey", "a shooting star", "a puddle")  # fmt: skip
+MORE_FORMS = ("a haiku", "a few lines", "a two-line rhyme", "a tiny fable")
+MORE_REQUESTS = ("How do I {}?", "What is a nice way to {}?")
+MORE_TASKS = ("say thank you to a neighbour", "welcome a new colleague", "cheer up a friend", "end a long email",
+              "celebrate a small win", "ask for help politely", "start a journal", "spend a lazy Sunday",
+              "decorate a small room", "plan a surprise party", "introduce myself in a meeting",
+              "pick a name for a houseplant")  # fmt: skip
+
+
 def no_call_prompts() -> list[str]:
-    """Every conversational prompt of the no-call texts: CHAT_PROMPTS, then the creative and advice templates."""
+    """Every conversational prompt of the no-call texts: CHAT_PROMPTS, then the creative and advice templates,
+    then the second batch (`MORE_*`)."""
     out = list(CHAT_PROMPTS)
     out += [f"Write {form} about {topic}." for form in CREATIVE_FORMS for topic in CREATIVE_TOPICS]
     out += [f"Give me two tips for {topic}." for topic in ADVICE_TOPICS]
+    out += [f"Write {form} about {topic}." for form in MORE_FORMS for topic in MORE_TOPICS]
+    out += [req.format(task) for req in MORE_REQUESTS for task in MORE_TASKS]
     return out
 
 
@@ -260,6 +276,41 @@ def calculator_texts(gsm8k_records: Iterable[dict[str, Any]]) -> Iterator[dict[s
         yield _doc(f"calc:{doc.id}", "calculator", text)
 
 
+def short_calculator_texts(
+    gsm8k_records: Iterable[dict[str, Any]], skip_ids: Iterable[str] = (), max_steps: int = 2
+) -> Iterator[dict[str, Any]]:
+    """GSM8K train problems of at most `max_steps` `<<…>>` steps, as `calculator_texts` writes them, skipping
+    `skip_ids` (problems already used) and the GSM8K dev slice (`toolformer.heldout`).
+
+    ASDiv, SVAMP and MAWPS are mostly one- and two-step problems; GSM8K's long ones taught the model to
+    over-compose (issue 13), so the further Calculator texts are the short ones.
+    """
+    from toolformer.heldout import is_gsm8k_dev
+
+    skip = set(skip_ids)
+    short = (
+        r
+        for r in gsm8k_records
+        if str(r.get("id")) not in skip
+        and not is_gsm8k_dev(str(r.get("id")))
+        and str(r.get("solution", "")).count("<<") <= max_steps
+    )
+    yield from calculator_texts(short)
+
+
+def operands_before(text: str) -> bool | None:
+    """Whether every number of the text's first Calculator call occurs (as digits) in the text before the call,
+    or None without one. A call whose operands appear only later can still pass the loss filter (a pitfall other
+    reproductions found): the mixture reports how often kept calls are of that kind."""
+    from toolformer.calls import find_calls
+
+    spans = [s for s in find_calls(text, include_incomplete=False) if s.call.name == "Calculator"]
+    if not spans:
+        return None
+    before = set(re.findall(r"\d+(?:\.\d+)?", text[: spans[0].start].replace(",", "")))
+    return all(n in before for n in re.findall(r"\d+(?:\.\d+)?", spans[0].call.args))
+
+
 def _date_fields(today: _dt.date) -> dict[str, Any]:
     tomorrow, yesterday = today + _dt.timedelta(days=1), today - _dt.timedelta(days=1)
     out: dict[str, Any] = {"days_left": (_dt.date(today.year, 12, 31) - today).days}
@@ -328,7 +379,8 @@ def build_candidates(
     seed: int = 0,
 ) -> dict[str, Any]:
     """Write the candidate texts to annotate: `main.jsonl` (calculator, wikisearch, qa), `calculator.jsonl` (the
-    next `calculator_more` GSM8K problems), `mt.jsonl`, `calendar-DATE.jsonl` (one per date: annotate each with
+    next `calculator_more` GSM8K problems), `calculator-short.jsonl` (`calculator_short` further problems of
+    one or two steps, `short_calculator_texts`), `mt.jsonl`, `calendar-DATE.jsonl` (one per date: annotate each with
     TOOLFORMER_TODAY=DATE) and `plain.jsonl` (no calls).
 
     `counts` caps each kind (kind -> number of texts); articles are taken in a seeded shuffle, so the plain
@@ -360,6 +412,11 @@ def build_candidates(
     }
     if counts.get("calculator_more", 0):  # the next GSM8K problems, Calculator only (cheap to annotate)
         files["calculator.jsonl"] = calc[counts.get("calculator", 0) :]
+    if counts.get("calculator_short", 0):  # then the short problems not used above, dev slice excluded
+        used = [str(r["id"]).split(":", 1)[1] for r in calc]
+        files["calculator-short.jsonl"] = list(
+            itertools.islice(short_calculator_texts(read_jsonl(gsm8k), used), counts["calculator_short"])
+        )
     if vital_es is not None and translate is not None and counts.get("mt", 0):
         es = list(read_jsonl(vital_es))
         seeded_rng(seed, "es").shuffle(es)
@@ -394,7 +451,7 @@ def chat_generator(model: str, max_new_tokens: int = 70, batch: int = 10) -> Any
     template (greedy, repetition penalty 1.2), with no tools, cut at its last full sentence."""
     import torch
 
-    from toolformer.models import load_model
+    from toolformer.models.load import load_model
 
     lm, tok = load_model(model)
     tok.padding_side = "left"

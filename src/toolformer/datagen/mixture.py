@@ -51,6 +51,35 @@ def overlap(texts: Iterable[str], eval_files: Iterable[Path], n: int = 8) -> dic
     return report
 
 
+def decontaminate(
+    rows: Sequence[dict[str, Any]], eval_files: Iterable[Path], n: int = 8
+) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """`rows` without those that share an n-gram of words with an evaluation record (`overlap`'s test) or were
+    made from the GSM8K dev slice (`toolformer.heldout`); returns (kept rows, dropped per file and "gsm8k_dev")."""
+    from toolformer.heldout import is_gsm8k_dev
+
+    evals: dict[str, set[tuple[str, ...]]] = {}
+    for path in eval_files:
+        grams: set[tuple[str, ...]] = set()
+        for rec in read_jsonl(path):
+            grams |= ngrams(str(rec.get("question") or rec.get("text") or ""), n)
+        evals[path.name] = evals.get(path.name, set()) | grams
+    dropped: Counter[str] = Counter()
+    kept = []
+    for row in rows:
+        source = str(row["id"]).split(":", 1)[-1]
+        if source.startswith("gsm8k-") and is_gsm8k_dev(source):
+            dropped["gsm8k_dev"] += 1
+            continue
+        grams = ngrams(row["text"], n)
+        hit = next((name for name, ev in evals.items() if grams & ev), None)
+        if hit is not None:
+            dropped[hit] += 1
+            continue
+        kept.append(row)
+    return kept, dict(dropped)
+
+
 def assemble(
     annotate_dirs: Sequence[str | Path],
     plain_files: Sequence[str | Path],
@@ -59,10 +88,14 @@ def assemble(
     header_share: float = 0.25,
     seed: int = 0,
     max_per_tool: int | None = None,
+    eval_files: Sequence[Path] | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """The training rows: every kept text (at most `max_per_tool` per tool), `rejected_ratio` × as many texts whose candidate the filter dropped
-    (written without the call, as the paper's C* keeps them), and every plain row; `header_share` of all of them
-    under the tools header. Returns (rows with id/text/split/kind, counts)."""
+    (written without the call, as the paper's C* keeps them), and every plain row; `header_share` of them under
+    the tools header, and every conversational no-call text (id "chat:…") under it, since that is where a user's
+    chat meets the model. Rows overlapping `eval_files` (default: the shipped dev files) or made from the GSM8K
+    dev slice are dropped (`decontaminate`). Returns (rows with id/text/split/kind, counts)."""
+    from toolformer.datagen.candidates import operands_before
     from toolformer.datagen.merge import split_of
     from toolformer.datagen.outputs import ANNOTATED, PLAIN, AnnotateFolder
 
@@ -101,13 +134,17 @@ def assemble(
                     "tool": None,
                 }
             )
+    rows, dropped = decontaminate(rows, shipped_eval_files() if eval_files is None else eval_files)
     for row in rows:
-        if rng.random() < header_share:
+        if rng.random() < header_share or str(row["id"]).startswith("chat:"):
             row["text"] = with_header(row["text"], tools, rng)
             row["header"] = True
     rng.shuffle(rows)
+    calc = [operands_before(r["text"]) for r in rows if r["tool"] == "Calculator"]
     counts = {
         "kept": dict(Counter(r["tool"] for r in kept)),
+        "dropped_overlap": dropped,
+        "calculator_operands_before": {"all": sum(c is True for c in calc), "some_later": calc.count(False)},
         "rejected_available": len(rejected),
         "rejected_used": round(rejected_ratio * len(kept)) if rejected else 0,
         "plain": sum(1 for r in rows if r["kind"] == "plain"),

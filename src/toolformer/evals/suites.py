@@ -1,7 +1,7 @@
 """The evaluation suites: which dev files, how each record is read and checked, its prompt, and how it is scored.
 
 Suites and their shipped files (`toolformer/data/evals/`, see the README there):
-- math: asdiv, svamp, mawps (first number; all tools).
+- math: asdiv, svamp, mawps, gsm8k (a dev slice of GSM8K train, `toolformer.heldout`; first number; all tools).
 - facts: lama_squad, lama_google_re, lama_trex (gold word in the first 5 words; WikiSearch blocked, as in the
   paper).
 - qa: webquestions, nq, triviaqa (gold in the first 20 words; the QA tool blocked, as in the paper).
@@ -93,6 +93,9 @@ SUITES: dict[str, list[DatasetSpec]] = {
         DatasetSpec("asdiv", "math", "math", "asdiv.jsonl", (), "ASDiv dev (CC BY-NC 4.0)"),
         DatasetSpec("svamp", "math", "math", "svamp.jsonl", (), "SVAMP dev (MIT)"),
         DatasetSpec("mawps", "math", "math", "mawps.jsonl", (), "MAWPS dev (MWPToolkit, MIT)"),
+        DatasetSpec(
+            "gsm8k", "math", "math", "gsm8k.jsonl", (), "GSM8K dev slice of train (toolformer.heldout; MIT)"
+        ),
     ],
     "facts": [
         DatasetSpec(
