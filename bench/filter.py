@@ -27,7 +27,8 @@ from toolformer.datagen.filter import FilterConfig, loss_weights, score_document
 from toolformer.datagen.records import Candidate
 from toolformer.models import load_model
 
-GSM8K = Path("/work/shared/data/gsm8k/gsm8k_train.jsonl")
+# ../shared/data beside the checkout, as CI lays it out (tests/shared_data.py finds it the same way).
+GSM8K = Path(__file__).resolve().parents[2] / "shared" / "data" / "gsm8k" / "gsm8k_train.jsonl"
 ANNOTATION = re.compile(r"<<([^=<>]+)=([^<>]+)>>")
 NUMBER = re.compile(r"\d+(?:\.\d+)?")
 

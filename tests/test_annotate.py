@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from fakes import write_jsonl
+from shared_data import shared_data
 from toolformer.calls import strip_calls
 from toolformer.cli import app
 from toolformer.datagen import annotate as ann
@@ -86,9 +88,7 @@ def corpus(tmp_path: Path, n: int, name: str = "c.jsonl", bad: bool = False) -> 
     if bad:
         rows.insert(1, {"id": "no-text"})
         rows.insert(3, {"id": "doc-0000", "text": "a repeated id 1 2 3"})
-    path = tmp_path / name
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    return path
+    return write_jsonl(tmp_path / name, rows)
 
 
 def run_fake(config: AnnotateConfig, proposer: SumProposer | None = None, **kwargs):
@@ -238,14 +238,22 @@ def test_execute_runs_each_distinct_call_once_and_records_errors():
 
 
 def test_execute_bounds_time_and_runs_in_parallel():
-    tools, _ = counting_tools(delay=0.4)
-    started = time.perf_counter()
+    tools, _ = counting_tools()
     out = execute([Candidate("d", "Sleepy", "x", 0, "rule")], tools)
-    assert time.perf_counter() - started < 2.0
     assert out[0].ok is False and "timed out" in out[0].result
-    started = time.perf_counter()
-    execute([Candidate("d", "Echo", str(i), 0, "rule") for i in range(4)], tools, workers=4)
-    assert time.perf_counter() - started < 1.2  # four 0.4 s calls side by side, not 1.6 s in a row
+    barrier = threading.Barrier(4, timeout=10)
+
+    @tool(name="Meet", timeout=20.0)
+    def meet(text: str) -> str:
+        """Returns once four calls are running at the same time."""
+        barrier.wait()
+        return text
+
+    out = execute(
+        [Candidate("d", "Meet", str(i), 0, "rule") for i in range(4)], ToolRegistry([meet]), workers=4
+    )
+    # Side by side all four meet at the barrier; one after another, the first would wait there alone and fail.
+    assert [(c.ok, c.result) for c in out] == [(True, str(i)) for i in range(4)]
 
 
 def test_cache_in_memory_and_on_disk(tmp_path):
@@ -496,16 +504,6 @@ def test_cli_help_lists_run_and_inspect():
 # --------------------------------------------------------------------------------------------- real model runs
 
 
-@pytest.fixture(scope="session")
-def tiny_model_dir(tiny_lm, tmp_path_factory) -> Path:
-    """The tiny random LM saved as a model folder, for `--model DIR` in subprocesses."""
-    model, tokenizer = tiny_lm
-    folder = tmp_path_factory.mktemp("tiny-model")
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
-
-
 def cli_env() -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONUNBUFFERED"] = "1"
@@ -513,19 +511,18 @@ def cli_env() -> dict[str, str]:
 
 
 @pytest.mark.slow
-def test_kill_9_then_rerun_loses_and_duplicates_nothing(tmp_path, tiny_model_dir):
+@pytest.mark.timeout(900)  # the wait for the first shard below has no deadline of its own
+def test_kill_9_then_rerun_loses_and_duplicates_nothing(tmp_path, tiny_dir):
     path = corpus(tmp_path, 240)
     out = tmp_path / "out"
     cmd = [
         sys.executable, "-m", "toolformer.cli", "annotate", str(path), "--out", str(out), "--model",
-        str(tiny_model_dir), "--tools", "Calculator", "--proposer", "rule", "--shard-size", "16", "--quiet",
+        str(tiny_dir), "--tools", "Calculator", "--proposer", "rule", "--shard-size", "16", "--quiet",
     ]  # fmt: skip
     env = cli_env() | {ann.DELAY_ENV: "0.02"}  # ~0.3 s per shard: the kill lands mid-run
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline = time.time() + 120
     while not (out / "records-00000.jsonl").exists():
         assert proc.poll() is None, proc.communicate()
-        assert time.time() < deadline
         time.sleep(0.01)
     time.sleep(0.5)
     os.kill(proc.pid, signal.SIGKILL)
@@ -544,11 +541,11 @@ def test_kill_9_then_rerun_loses_and_duplicates_nothing(tmp_path, tiny_model_dir
 
 
 @pytest.mark.slow
-def test_cli_end_to_end_on_the_tiny_model(tmp_path, tiny_model_dir):
+def test_cli_end_to_end_on_the_tiny_model(tmp_path, tiny_dir):
     path = corpus(tmp_path, 6)
     result = runner.invoke(
         app,
-        ["annotate", str(path), "--out", str(tmp_path / "out"), "--model", str(tiny_model_dir), "--tools", "Calculator",
+        ["annotate", str(path), "--out", str(tmp_path / "out"), "--model", str(tiny_dir), "--tools", "Calculator",
          "--tau-f", "-100", "--tau-f-tool", "Calculator=-100", "--quiet"],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
@@ -562,10 +559,10 @@ def test_cli_end_to_end_on_the_tiny_model(tmp_path, tiny_model_dir):
 
 
 @pytest.mark.slow
-def test_ray_backend_matches_local(tmp_path, tiny_model_dir):
+def test_ray_backend_matches_local(tmp_path, tiny_dir):
     pytest.importorskip("ray")
     path = corpus(tmp_path, 12)
-    base = dict(input=str(path), model=str(tiny_model_dir), tools="Calculator", shard_size=5, tau_f=-100.0,
+    base = dict(input=str(path), model=str(tiny_dir), tools="Calculator", shard_size=5, tau_f=-100.0,
                 tau_f_tool={"Calculator": -100.0})  # fmt: skip
     local = annotate(AnnotateConfig(out=str(tmp_path / "local"), **base))
     ray_report = annotate(AnnotateConfig(out=str(tmp_path / "ray"), backend="ray", ray_actors=1, **base))
@@ -580,9 +577,7 @@ def test_ray_backend_matches_local(tmp_path, tiny_model_dir):
 @pytest.mark.slow
 def test_gsm8k_with_the_data_proposer_on_the_real_model(tmp_path, smol):
     model, tokenizer = smol
-    src = Path("/work/shared/data/gsm8k/gsm8k_train.jsonl")
-    if not src.is_file():
-        pytest.skip("GSM8K data not available")
+    src = shared_data("gsm8k/gsm8k_train.jsonl")
     path = tmp_path / "gsm8k20.jsonl"
     path.write_text("".join(src.read_text().splitlines(keepends=True)[:20]))
     config = AnnotateConfig(
@@ -626,15 +621,16 @@ def keep_all(model, tokenizer, docs, config):
     return [c for _, c in docs]
 
 
+NATALIA = {
+    "id": "g1",
+    "question": "Natalia sold 48 clips in April and half as many in May. How many in all?",
+    "solution": "Natalia sold 48/2 = <<48/2=24>>24 clips in May.\nShe sold 48+24 = <<48+24=72>>72 clips.\n#### 72",
+    "answer": 72,
+}
+
+
 def test_gsm8k_records_with_the_data_proposer(tmp_path):
-    path = tmp_path / "gsm.jsonl"
-    record = {
-        "id": "g1",
-        "question": "Natalia sold 48 clips in April and half as many in May. How many in all?",
-        "solution": "Natalia sold 48/2 = <<48/2=24>>24 clips in May.\nShe sold 48+24 = <<48+24=72>>72 clips.\n#### 72",
-        "answer": 72,
-    }
-    path.write_text(json.dumps(record) + "\n" + json.dumps({"id": "g2", "question": "no solution"}) + "\n")
+    path = write_jsonl(tmp_path / "gsm.jsonl", [NATALIA, {"id": "g2", "question": "no solution"}])
     config = AnnotateConfig(
         input=str(path), out=str(tmp_path / "out"), format="gsm8k", proposer="data", tools="Calculator"
     )
@@ -647,20 +643,13 @@ def test_gsm8k_records_with_the_data_proposer(tmp_path):
 
 
 def test_gsm8k_answer_format_writes_question_answer_texts_with_one_composed_call(tmp_path):
-    path = tmp_path / "gsm.jsonl"
-    record = {
-        "id": "g1",
-        "question": "Natalia sold 48 clips in April and half as many in May. How many in all?",
-        "solution": "Natalia sold 48/2 = <<48/2=24>>24 clips in May.\nShe sold 48+24 = <<48+24=72>>72 clips.\n#### 72",
-        "answer": 72,
-    }
-    path.write_text(json.dumps(record) + "\n")
+    path = write_jsonl(tmp_path / "gsm.jsonl", [NATALIA])
     config = AnnotateConfig(
         input=str(path), out=str(tmp_path / "out"), format="gsm8k-answer", proposer="data", tools="Calculator"
     )
     annotate(config, model=object(), tokenizer=object(), filter_fn=keep_all)
     (row,) = all_rows(tmp_path / "out")
-    assert row["text"] == f"Question: {record['question']}\nAnswer: [Calculator(48 + 48 / 2) → 72] 72"
+    assert row["text"] == f"Question: {NATALIA['question']}\nAnswer: [Calculator(48 + 48 / 2) → 72] 72"
 
 
 def test_inline_calls_in_the_input_are_rescored_with_the_data_proposer(tmp_path):
@@ -713,8 +702,7 @@ def test_search_calls_never_return_the_documents_own_passage(tmp_path, exclude):
     from toolformer.tools.qa import qa_tool
     from toolformer.tools.wikisearch import Searcher, wikisearch_tool
 
-    path = tmp_path / "leads.jsonl"
-    path.write_text("".join(json.dumps(r) + "\n" for r in LEADS), encoding="utf-8")
+    path = write_jsonl(tmp_path / "leads.jsonl", LEADS)
     searcher = Searcher(path)  # the annotated texts are the search corpus
     tools = ToolRegistry([wikisearch_tool(searcher), qa_tool(searcher)])
     config = AnnotateConfig(
@@ -751,8 +739,7 @@ def test_search_calls_never_return_the_documents_own_passage(tmp_path, exclude):
 def test_excluded_search_results_are_cached_per_document(tmp_path):
     from toolformer.tools.wikisearch import Searcher, wikisearch_tool
 
-    path = tmp_path / "leads.jsonl"
-    path.write_text("".join(json.dumps(r) + "\n" for r in LEADS), encoding="utf-8")
+    path = write_jsonl(tmp_path / "leads.jsonl", LEADS)
     tools = ToolRegistry([wikisearch_tool(Searcher(path), k=1)])
     cache = ToolCache(tmp_path / "cache.sqlite")
     docs = {row["id"]: row["text"] for row in LEADS[:2]}

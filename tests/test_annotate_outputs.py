@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from fakes import write_jsonl
 from toolformer.cli import app
 from toolformer.datagen.annotate import AnnotateConfig, annotate
 from toolformer.errors import DataError
@@ -34,12 +35,6 @@ def gsm8k_rows(n: int) -> list[dict[str, Any]]:
             }
         )
     return rows
-
-
-def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    return path
 
 
 def keep_even(model: Any, tokenizer: Any, docs: Any, config: Any) -> Any:

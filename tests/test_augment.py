@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from fakes import write_jsonl
 from toolformer import augment as A
 from toolformer.cli import app
 from toolformer.errors import ConfigError, DataError, MissingExtraError
@@ -48,11 +49,6 @@ class BrokenTranslator:
         raise ModelNotFoundError(
             "MT model 'nllb' is not available offline: download it with `hf download nllb`"
         )
-
-
-def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    return path
 
 
 def test_delete_and_swap_keep_the_words_they_should() -> None:

@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from strategies import json_values
 from toolformer.calls import (
     ARROWS,
     Call,
@@ -67,18 +68,6 @@ def _arg_tokens(draw: st.DrawFn, depth: int = 0) -> str:
 
 args_text = _arg_tokens()
 results = st.text(max_size=30)
-json_scalars = (
-    st.none()
-    | st.booleans()
-    | st.integers(-(10**12), 10**12)
-    | st.floats(allow_nan=False, allow_infinity=False)
-    | st.text(max_size=10)
-)
-json_values = st.recursive(
-    json_scalars,
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
-    max_leaves=8,
-)
 json_objects = st.dictionaries(
     st.text(max_size=8) | st.sampled_from(["from", "class", "query", "k", "my-key", "ª"]),
     json_values,

@@ -114,15 +114,6 @@ def test_ask_runs_the_calculator_with_the_embedded_model(smol):
     assert "[Calculator(23 * 47) → 1081]" in data["text"]
 
 
-@pytest.fixture(scope="module")
-def tiny_dir(tiny_lm, tmp_path_factory):
-    model, tok = tiny_lm
-    path = tmp_path_factory.mktemp("tiny-model")
-    model.save_pretrained(path)
-    tok.save_pretrained(path)
-    return path
-
-
 def test_ask_json_with_a_local_model_directory(tiny_dir):
     result = runner.invoke(app, ["ask", "Hello", "--model", str(tiny_dir), "--max-new-tokens", "5", "--json"])
     assert result.exit_code == 0, result.output

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from fakes import write_jsonl
 from toolformer.cli import app
 
 runner = CliRunner()
@@ -95,14 +96,6 @@ COMMANDS: dict[str, Command] = {
 }
 
 
-def write_jsonl(path: Path, rows: list[dict], bad_line: str | None = None) -> Path:
-    lines = [json.dumps(r) for r in rows]
-    if bad_line is not None:
-        lines.insert(1, bad_line)
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
-
-
 def make_input(case: str, cmd: Command, tmp: Path) -> tuple[str, str]:
     """(data path, culprit text the error line must contain) for a data case."""
     data = tmp / f"data{cmd.suffix}"
@@ -111,7 +104,7 @@ def make_input(case: str, cmd: Command, tmp: Path) -> tuple[str, str]:
     if case == "empty":
         data.write_bytes(b"")
     elif case == "malformed":
-        write_jsonl(data, cmd.rows, bad_line='{"id": "broken", "text": ')
+        write_jsonl(data, [*cmd.rows[:1], '{"id": "broken", "text": ', *cmd.rows[1:]])
     elif case == "wrong_field":
         write_jsonl(data, [{("body" if k == cmd.field else k): v for k, v in r.items()} for r in cmd.rows])
         return str(data), cmd.field
@@ -184,7 +177,7 @@ def test_annotate_inspect_bad_folder_is_one_line(case: str, tmp_path: Path):
     if case != "missing":
         folder.mkdir()
     if case == "malformed":
-        write_jsonl(records, good * 2, bad_line='{"id": "b", "split": ')
+        write_jsonl(records, [*good, '{"id": "b", "split": ', *good])
         culprit = "records-00000.jsonl"
     elif case == "wrong_field":  # a document id that is not there
         write_jsonl(records, good)

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import json
-
 from typer.testing import CliRunner
 
+from fakes import write_jsonl
 from toolformer.cli import app
 
 runner = CliRunner()
@@ -17,8 +16,7 @@ ROWS = [
 
 
 def test_index_build_text_field_is_remembered_by_every_later_corpus_use(tmp_path):
-    corpus = tmp_path / "c.jsonl"
-    corpus.write_text("".join(json.dumps(r) + "\n" for r in ROWS), encoding="utf-8")
+    corpus = write_jsonl(tmp_path / "c.jsonl", ROWS)
     before = runner.invoke(app, ["tools", "call", "WikiSearch", "capital of Norway", "--corpus", str(corpus)])
     # Not indexed yet: a failed call (its exit code is the tools command's business) that says what to run.
     assert before.exit_code != 0 and "'text' is missing" in before.output and "--text-field" in before.output

@@ -12,6 +12,7 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 import toolformer.cli as cli
+from toolformer.cli import chat as ask_and_chat
 from toolformer.runtime.decode import CallTrace, Event, Generation
 from toolformer.runtime.engine import ChatResult, Toolformer
 
@@ -74,10 +75,10 @@ class FakeToolformer:
 
 @pytest.fixture
 def terminal(monkeypatch) -> io.StringIO:
-    """stdout is a terminal: `cli.console` writes to a buffer that says it is one."""
+    """stdout is a terminal: the console `ask` and `chat` print on writes to a buffer that says it is one."""
     buffer = io.StringIO()
     monkeypatch.setattr(
-        cli, "console", Console(file=buffer, force_terminal=True, color_system=None, width=60)
+        ask_and_chat, "console", Console(file=buffer, force_terminal=True, color_system=None, width=60)
     )
     return buffer
 

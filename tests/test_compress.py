@@ -21,16 +21,6 @@ HAS_TORCHAO = importlib.util.find_spec("torchao") is not None
 
 
 @pytest.fixture(scope="module")
-def tiny_dir(tiny_lm: tuple[Any, Any], tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """`tiny_lm` saved as a Hugging Face folder (the compress input)."""
-    model, tokenizer = tiny_lm
-    folder = tmp_path_factory.mktemp("tiny") / "model"
-    model.save_pretrained(str(folder))
-    tokenizer.save_pretrained(str(folder))
-    return folder
-
-
-@pytest.fixture(scope="module")
 def ids(tiny_lm: tuple[Any, Any]) -> Any:
     return tiny_lm[1]("The cat sat on the mat and looked at the", return_tensors="pt").input_ids
 
@@ -218,7 +208,8 @@ def test_bf16_halves_the_file_and_stays_close(tiny_lm, tiny_dir, ids, tmp_path):
 def test_int8_saves_int8_weights_and_reloads_bit_identical(tiny_lm, tiny_dir, ids, tmp_path):
     import torch
 
-    from toolformer.compress.quantize import INT8_WEIGHTS, _dynamic_linear_class, quantize_int8
+    from toolformer.compress.quantize import quantize_int8
+    from toolformer.models.int8 import INT8_WEIGHTS, _dynamic_linear_class
 
     source, _ = tiny_lm
     result = run(tiny_dir, tmp_path / "int8", "int8")
@@ -251,7 +242,7 @@ def test_int8_with_no_skip_quantises_every_linear_layer(tiny_dir, tmp_path):
 def test_int8_file_not_written_by_compress_is_refused(tiny_dir, tmp_path):
     from safetensors.torch import load_file, save_file
 
-    from toolformer.compress.quantize import INT8_WEIGHTS
+    from toolformer.models.int8 import INT8_WEIGHTS
 
     result = run(tiny_dir, tmp_path / "int8", "int8")
     file = result.out / INT8_WEIGHTS

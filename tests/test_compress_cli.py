@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
-from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -14,15 +12,6 @@ from toolformer.cli import app
 from toolformer.compress.measure import MeasureConfig, measure
 
 runner = CliRunner()
-
-
-@pytest.fixture(scope="module")
-def tiny_dir(tiny_lm: tuple[Any, Any], tmp_path_factory: pytest.TempPathFactory) -> Path:
-    model, tokenizer = tiny_lm
-    folder = tmp_path_factory.mktemp("tiny-cli") / "model"
-    model.save_pretrained(str(folder))
-    tokenizer.save_pretrained(str(folder))
-    return folder
 
 
 @pytest.mark.parametrize(

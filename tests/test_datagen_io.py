@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from fakes import write_jsonl
 from toolformer.datagen import io as dio
 from toolformer.datagen.records import Document
 from toolformer.errors import ConfigError, DataError
@@ -20,27 +21,20 @@ def docs_of(path: Path | str, fmt: str = "auto", **kwargs) -> list[Document | di
     return [dio.to_document(value, fid, **kwargs) for fid, value in dio.iter_rows(source)]
 
 
-def write_jsonl(path: Path, rows: list, raw_lines: dict[int, str] | None = None) -> Path:
-    lines = [json.dumps(r) for r in rows]
-    for at, line in (raw_lines or {}).items():
-        lines.insert(at, line)
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
-
-
 def test_jsonl_ids_fall_back_to_file_and_line_and_bad_rows_say_why(tmp_path):
     path = write_jsonl(
         tmp_path / "c.jsonl",
         [
             {"id": "a", "text": "first"},
+            "",
             {"text": "no id here"},
+            "{not json",
             {"id": 7, "text": "numeric id"},
             {"id": "m", "body": "no text field"},
             {"id": "n", "text": ["not", "a", "string"]},
             {"id": "e", "text": "   "},
             {"id": "long", "text": "x" * 50},
         ],
-        raw_lines={1: "", 3: "{not json"},
     )
     out = docs_of(path, max_chars=20)
     assert [d.id for d in out] == ["a", "c.jsonl:3", "c.jsonl:4", "7", "m", "n", "e", "long"]

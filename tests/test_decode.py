@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import threading
 import time
-from types import SimpleNamespace
 
 import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
+from fakes import ScriptedLM
 from toolformer.calls import find_calls, sanitize_result
 from toolformer.runtime.decode import DecodeConfig, Event, generate
 from toolformer.tools import ToolRegistry, tool
@@ -40,59 +40,6 @@ def registry(*tools):
     return reg
 
 
-class _Cache:
-    """Counts positions; supports dropping finished rows like transformers' DynamicCache."""
-
-    def __init__(self) -> None:
-        self.length = 0
-        self.selected: list[list[int]] = []
-
-    def batch_select_indices(self, index: torch.Tensor) -> None:
-        self.selected.append(index.tolist())
-
-
-class ScriptedLM(torch.nn.Module):
-    """A fake causal LM that 'samples' a fixed token script per row and records every token it is fed.
-
-    It proposes script[k], where k counts the script tokens it has been fed back so far (matched in order), so
-    forced tool-result tokens never advance the script, however the decoder chunks them.
-    """
-
-    def __init__(self, scripts: list[list[int]], vocab_size: int, eos: int) -> None:
-        super().__init__()
-        self.scripts = [list(s) for s in scripts]
-        self.config = SimpleNamespace(vocab_size=vocab_size, eos_token_id=eos)
-        self.weight = torch.nn.Parameter(torch.zeros(1))
-        self.fed: list[list[int]] = [[] for _ in scripts]  # real tokens fed per row, in order
-        self.positions: list[list[int]] = [[] for _ in scripts]
-        self.chunks: list[list[int]] = [[] for _ in scripts]  # real tokens per forward, per row
-        self.slots = list(range(len(scripts)))  # batch slot -> row
-        self.cursor = [0] * len(scripts)
-
-    def forward(self, input_ids, attention_mask, position_ids, cache=None, use_cache=True, logits_to_keep=0):
-        cache = cache or _Cache()
-        if cache.selected and len(cache.selected[-1]) < len(self.slots):
-            self.slots = [self.slots[b] for b in cache.selected[-1]]
-        width = input_ids.shape[1]
-        step_mask = attention_mask[:, -width:]
-        logits = torch.full((input_ids.shape[0], 1, self.config.vocab_size), -1e4)
-        for b, row in enumerate(self.slots):
-            real = step_mask[b].bool()
-            toks = input_ids[b][real].tolist()
-            script = self.scripts[row]
-            if self.fed[row]:  # not the prompt: count the script tokens fed back
-                for t in toks:
-                    if self.cursor[row] < len(script) and t == script[self.cursor[row]]:
-                        self.cursor[row] += 1
-            self.fed[row].extend(toks)
-            self.positions[row].extend(position_ids[b][real].tolist())
-            self.chunks[row].append(len(toks))
-            if toks:
-                k = self.cursor[row]
-                logits[b, 0, script[k] if k < len(script) else self.config.eos_token_id] = 1e4
-        return SimpleNamespace(logits=logits, cache=cache)
-
-
 def _script(tok, *parts: str) -> list[int]:
     ids: list[int] = []
     for p in parts:
@@ -104,7 +51,7 @@ def test_call_runs_and_result_is_fed_once_on_the_cache(smol_tokenizer):
     tok = smol_tokenizer
     prompt = "Q: What is 23 times 47?\nA:"
     script = _script(tok, " It is [Calculator(23 * 47) →", " so 1081.") + [tok.eos_token_id]
-    model = ScriptedLM([script], len(tok), tok.eos_token_id)
+    model = ScriptedLM(tok, [script])
     # force_arrow=False: the paper's rule, the tool runs once the model itself writes "→".
     cfg = DecodeConfig(max_new_tokens=50, force_arrow=False)
     (gen,) = generate(model, tok, [prompt], registry(calculator), cfg)
@@ -127,7 +74,7 @@ def test_call_runs_and_result_is_fed_once_on_the_cache(smol_tokenizer):
 def test_arrow_is_forced_when_the_model_closes_the_call(smol_tokenizer):
     tok = smol_tokenizer
     script = _script(tok, " [Calculator(2 + 3)]", " five") + [tok.eos_token_id]
-    model = ScriptedLM([script], len(tok), tok.eos_token_id)
+    model = ScriptedLM(tok, [script])
     (gen,) = generate(model, tok, ["x"], registry(calculator), DecodeConfig(max_new_tokens=30))
     assert gen.text.startswith(" [Calculator(2 + 3) → 5]")
     assert gen.calls[0].output == "5"
@@ -136,7 +83,7 @@ def test_arrow_is_forced_when_the_model_closes_the_call(smol_tokenizer):
 def test_without_force_arrow_a_closed_call_is_plain_text(smol_tokenizer):
     tok = smol_tokenizer
     script = _script(tok, " [Calculator(2 + 3)] five") + [tok.eos_token_id]
-    model = ScriptedLM([script], len(tok), tok.eos_token_id)
+    model = ScriptedLM(tok, [script])
     cfg = DecodeConfig(max_new_tokens=30, force_arrow=False)
     (gen,) = generate(model, tok, ["x"], registry(calculator), cfg)
     assert gen.text == " [Calculator(2 + 3)] five"
@@ -146,7 +93,7 @@ def test_without_force_arrow_a_closed_call_is_plain_text(smol_tokenizer):
 def test_tool_error_is_text_not_a_crash(smol_tokenizer):
     tok = smol_tokenizer
     script = _script(tok, " [Calculator(2 / x) →", " ok") + [tok.eos_token_id]
-    model = ScriptedLM([script], len(tok), tok.eos_token_id)
+    model = ScriptedLM(tok, [script])
     (gen,) = generate(model, tok, ["x"], registry(calculator), DecodeConfig(max_new_tokens=30))
     assert gen.calls[0].ok is False
     assert gen.calls[0].output.startswith("error:")
@@ -156,7 +103,7 @@ def test_tool_error_is_text_not_a_crash(smol_tokenizer):
 def test_a_call_cannot_name_a_tool_that_is_not_loaded(smol_tokenizer):
     tok = smol_tokenizer
     script = _script(tok, " [Nope(1) →", " ok") + [tok.eos_token_id]
-    model = ScriptedLM([script], len(tok), tok.eos_token_id)
+    model = ScriptedLM(tok, [script])
     (gen,) = generate(model, tok, ["x"], registry(calculator), DecodeConfig(max_new_tokens=30))
     assert gen.text.startswith(" [Calculator(")  # "[" is followed by the one loaded name
     assert [s.call.name for s in find_calls(gen.text)] == ["Calculator"]
@@ -167,7 +114,7 @@ def test_max_calls_masks_further_calls(smol_tokenizer):
     tok = smol_tokenizer
     # The script tries a second call; with max_calls=1 the '[' is masked, so the fake's argmax falls elsewhere.
     script = _script(tok, " [Calculator(1 + 1) →", " and [Calculator(2 + 2) →", " end") + [tok.eos_token_id]
-    model = ScriptedLM([script], len(tok), tok.eos_token_id)
+    model = ScriptedLM(tok, [script])
     (gen,) = generate(model, tok, ["x"], registry(calculator), DecodeConfig(max_new_tokens=40, max_calls=1))
     assert len(gen.calls) == 1
     assert "[Calculator(2 + 2)" not in gen.text
@@ -185,7 +132,7 @@ def test_a_waiting_row_does_not_stall_the_others(smol_tokenizer):
     tok = smol_tokenizer
     slow_script = _script(tok, " [Slow(abc) →", " done") + [tok.eos_token_id]
     fast_script = _script(tok, " one two three four five six seven eight") + [tok.eos_token_id]
-    model = ScriptedLM([slow_script, fast_script], len(tok), tok.eos_token_id)
+    model = ScriptedLM(tok, [slow_script, fast_script])
     seen: list[Event] = []
     lock = threading.Lock()
 
@@ -208,10 +155,10 @@ def test_a_waiting_row_does_not_stall_the_others(smol_tokenizer):
 def test_stop_strings_and_length(smol_tokenizer):
     tok = smol_tokenizer
     script = _script(tok, " alpha beta\n\nQuestion: more") + [tok.eos_token_id]
-    model = ScriptedLM([script, script], len(tok), tok.eos_token_id)
+    model = ScriptedLM(tok, [script, script])
     gens = generate(model, tok, ["x", "y"], None, DecodeConfig(max_new_tokens=50, stop=["\n\n"]))
     assert gens[0].text == " alpha beta" and gens[0].finish_reason == "stop"
-    model = ScriptedLM([script], len(tok), tok.eos_token_id)
+    model = ScriptedLM(tok, [script])
     (g,) = generate(model, tok, ["x"], None, DecodeConfig(max_new_tokens=2))
     assert g.finish_reason == "length" and g.new_tokens == 2
 
@@ -421,7 +368,7 @@ def test_an_arrow_spelled_in_byte_tokens_still_runs_the_tool(smol_tokenizer, for
     arrow = _byte_tokens(tok, "→")
     assert len(arrow) == 3 and tok.decode(arrow) == "→"
     script = _script(tok, " [Calculator(2 + 3) ") + arrow + _script(tok, " 7] done") + [tok.eos_token_id]
-    model = ScriptedLM([script], len(tok), tok.eos_token_id)
+    model = ScriptedLM(tok, [script])
     cfg = DecodeConfig(max_new_tokens=40, force_arrow=force_arrow)
     (gen,) = generate(model, tok, ["x"], registry(calculator), cfg)
     assert [(c.tool, c.output) for c in gen.calls] == [("Calculator", "5")]
@@ -458,7 +405,7 @@ def test_every_result_in_the_text_came_from_a_tool(smol_tokenizer, parts, force_
     script: list[int] = []
     for p in parts:
         script += _byte_tokens(tok, " →") if p == "BYTE_ARROW" else _script(tok, p)
-    model = ScriptedLM([script + [tok.eos_token_id]], len(tok), tok.eos_token_id)
+    model = ScriptedLM(tok, [script + [tok.eos_token_id]])
     cfg = DecodeConfig(max_new_tokens=40, force_arrow=force_arrow, max_calls=max_calls)
     (gen,) = generate(model, tok, ["x"], registry(calculator), cfg)
     _results_all_came_from_tools(gen)
@@ -466,7 +413,8 @@ def test_every_result_in_the_text_came_from_a_tool(smol_tokenizer, parts, force_
 
 
 def test_settle_results_strips_results_no_tool_ran():
-    from toolformer.runtime.decode import CallTrace, settle_results
+    from toolformer.runtime.results import CallTrace
+    from toolformer.runtime.rows import settle_results
 
     text = "a [Calculator(1 + 1) → 9] b [Calculator(2 + 3) → 5] c [Calculator(3) → 4"
     start = text.index("[Calculator(2 + 3)")
@@ -479,7 +427,7 @@ def test_settle_results_strips_results_no_tool_ran():
 
 
 def test_plan_feed_cuts_what_the_model_writes_past_the_arrow():
-    from toolformer.runtime.decode import plan_feed
+    from toolformer.runtime.rows import plan_feed
 
     def encode(s: str) -> list[int]:
         return [ord(c) for c in s]

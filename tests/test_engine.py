@@ -6,37 +6,13 @@ import json
 from types import SimpleNamespace
 
 import pytest
-import torch
 
+from fakes import ScriptedLM
 from toolformer.errors import ConfigError
 from toolformer.runtime.decode import DecodeConfig
 from toolformer.runtime.engine import Toolformer, model_prompt_style
 from toolformer.runtime.prompts import HEADER, build_prompt, few_shot_prompt, tools_header, zero_shot_prompt
 from toolformer.tools import load_tools, tool
-
-
-class ChatScripted(torch.nn.Module):
-    """A fake LM that answers each generation with a script chosen from the prompt it is given."""
-
-    def __init__(self, tokenizer, choose) -> None:
-        super().__init__()
-        self.tok, self.choose = tokenizer, choose
-        self.config = SimpleNamespace(vocab_size=len(tokenizer), eos_token_id=tokenizer.eos_token_id)
-        self.weight = torch.nn.Parameter(torch.zeros(1))
-        self.prompts: list[str] = []
-        self.script: list[int] = []
-
-    def forward(self, input_ids, attention_mask, position_ids, cache=None, use_cache=True, logits_to_keep=0):
-        if cache is None:  # a new generation: pick the script from the prompt
-            prompt = self.tok.decode(input_ids[0][attention_mask[0].bool()].tolist())
-            self.prompts.append(prompt)
-            self.script = self.tok.encode(self.choose(prompt), add_special_tokens=False) + [
-                self.tok.eos_token_id
-            ]
-            cache = SimpleNamespace(batch_select_indices=lambda index: None)
-        logits = torch.full((input_ids.shape[0], 1, self.config.vocab_size), -1e4)
-        logits[:, 0, self.script.pop(0) if self.script else self.tok.eos_token_id] = 1e4
-        return SimpleNamespace(logits=logits, cache=cache)
 
 
 def _script_for(prompt: str) -> str:
@@ -46,7 +22,7 @@ def _script_for(prompt: str) -> str:
 
 
 def test_chat_runs_server_tools_and_feeds_results_back(smol_tokenizer):
-    model = ChatScripted(smol_tokenizer, _script_for)
+    model = ScriptedLM(smol_tokenizer, _script_for)
     tf = Toolformer(model, smol_tokenizer, load_tools("Calculator"), name="fake")
     result = tf.chat([{"role": "user", "content": "What is 2 + 3?"}], DecodeConfig(max_new_tokens=64))
     assert result.content == "The answer is 5."
@@ -73,7 +49,7 @@ def test_chat_returns_client_tool_calls_unexecuted(smol_tokenizer):
             },
         },
     }
-    model = ChatScripted(
+    model = ScriptedLM(
         smol_tokenizer,
         lambda p: '<tool_call>{"name": "get_weather", "arguments": {"city": "Paris"}}</tool_call>',
     )
@@ -86,7 +62,7 @@ def test_chat_returns_client_tool_calls_unexecuted(smol_tokenizer):
 
 
 def test_chat_without_calls_is_plain_text(smol_tokenizer):
-    model = ChatScripted(smol_tokenizer, lambda p: "Hello there.")
+    model = ScriptedLM(smol_tokenizer, lambda p: "Hello there.")
     tf = Toolformer(model, smol_tokenizer, load_tools(""), name="fake")
     result = tf.chat([{"role": "user", "content": "hi"}])
     assert result.content == "Hello there." and result.calls == [] and result.tool_calls == []
@@ -94,7 +70,7 @@ def test_chat_without_calls_is_plain_text(smol_tokenizer):
 
 def test_ask_uses_the_prompt_of_the_loaded_tools(smol_tokenizer):
     # The fake writes on after ")" as a real model would after the forced " → 42]".
-    model = ChatScripted(smol_tokenizer, lambda p: " It is [Calculator(6 * 7) 42.\n\nQuestion: more")
+    model = ScriptedLM(smol_tokenizer, lambda p: " It is [Calculator(6 * 7) 42.\n\nQuestion: more")
     tf = Toolformer(model, smol_tokenizer, load_tools("Calculator"), name="fake")
     gen = tf.ask("What is 6 times 7?")
     assert gen.text == " It is [Calculator(6 * 7) → 42] 42."  # stopped at the blank line
@@ -146,7 +122,7 @@ def test_model_prompt_style_reads_the_models_toolformer_json(tmp_path):
 
 
 def test_ask_prompts_a_trained_toolformer_zero_shot_with_the_loaded_tools(smol_tokenizer):
-    model = ChatScripted(smol_tokenizer, lambda p: ' [Weather("Rome") It is sunny.')
+    model = ScriptedLM(smol_tokenizer, lambda p: ' [Weather("Rome") It is sunny.')
     tools = _tools(weather)
     tf = Toolformer(model, smol_tokenizer, tools, name="fake", prompt_style="zero-shot")
     gen = tf.ask("Is it sunny in Rome?")
@@ -157,7 +133,7 @@ def test_ask_prompts_a_trained_toolformer_zero_shot_with_the_loaded_tools(smol_t
 
 
 def test_the_few_shot_prompt_names_every_loaded_tool_and_shows_a_users_example(smol_tokenizer):
-    model = ChatScripted(smol_tokenizer, lambda p: ' [Weather("Rome") It is sunny.')
+    model = ScriptedLM(smol_tokenizer, lambda p: ' [Weather("Rome") It is sunny.')
     tf = Toolformer(model, smol_tokenizer, _tools(weather), name="fake")
     assert tf.prompt_style == "few-shot"
     gen = tf.ask("Is it sunny in Rome?")
@@ -182,7 +158,7 @@ def test_a_users_example_may_carry_its_result():
 
 
 def test_chat_with_a_trained_toolformer_asks_the_last_message_zero_shot(smol_tokenizer):
-    model = ChatScripted(smol_tokenizer, lambda p: " It is [Calculator(23 * 47) 1081.\n\nQuestion: more")
+    model = ScriptedLM(smol_tokenizer, lambda p: " It is [Calculator(23 * 47) 1081.\n\nQuestion: more")
     tf = Toolformer(model, smol_tokenizer, _tools(weather), name="fake", prompt_style="zero-shot")
     messages = [
         {"role": "system", "content": "Be brief."},

@@ -8,12 +8,12 @@ import math
 import subprocess
 import sys
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 import torch
 from typer.testing import CliRunner
 
+from fakes import PolicyLM, write_jsonl
 from toolformer.cli import app
 from toolformer.errors import ConfigError, DataError, ToolError
 from toolformer.evals import EvalConfig, evaluate, metrics, suites, write_outputs
@@ -197,13 +197,6 @@ def test_prompts_zero_shot_and_few_shot():
         suites.build_prompt(ex, "math", 5)
 
 
-def _write_jsonl(path: Path, rows: list) -> Path:
-    path.write_text(
-        "".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows), encoding="utf-8"
-    )
-    return path
-
-
 def test_bad_records_name_file_line_and_field(tmp_path):
     good = {"id": "a", "question": "What is 2 plus 3?", "answer": 5}
     cases = [
@@ -219,7 +212,7 @@ def test_bad_records_name_file_line_and_field(tmp_path):
         ([{"question": "Who?", "answers": []}], "qa", ":1: field 'answers'"),
     ]
     for i, (rows, suite, message) in enumerate(cases):
-        path = _write_jsonl(tmp_path / f"bad{i}.jsonl", rows)
+        path = write_jsonl(tmp_path / f"bad{i}.jsonl", rows)
         with pytest.raises(DataError) as info:
             suites.load_dataset(suites.data_spec(suite, path))
         assert f"bad{i}.jsonl{message}" in str(info.value)
@@ -231,13 +224,13 @@ def test_unscorable_records_are_skipped_and_counted(tmp_path):
         {"question": "Who has more money?", "answer": None},
         {"question": "What is 2 plus 3?", "answer": "5"},
     ]
-    loaded = suites.load_dataset(suites.data_spec("math", _write_jsonl(tmp_path / "m.jsonl", rows)))
+    loaded = suites.load_dataset(suites.data_spec("math", write_jsonl(tmp_path / "m.jsonl", rows)))
     assert [e.golds for e in loaded.examples] == [[5.0]] and loaded.skipped == 1
     clozes = [
         {"question": "The [MASK] clothing company sponsored it.", "answer": "Gap"},
         {"question": "Ginzburg works in the field of [MASK] .", "answer": "physics"},
     ]
-    loaded = suites.load_dataset(suites.data_spec("facts", _write_jsonl(tmp_path / "c.jsonl", clozes)))
+    loaded = suites.load_dataset(suites.data_spec("facts", write_jsonl(tmp_path / "c.jsonl", clozes)))
     assert len(loaded.examples) == 1 and loaded.skip_reasons == {"[MASK] is not at the end": 1}
 
 
@@ -250,59 +243,11 @@ def test_config_errors_name_the_field():
         EvalConfig(modes="baseline")
     with pytest.raises(ConfigError, match="suite='nope'"):
         suites.suite_specs("nope")
-    with pytest.raises(ConfigError, match="datasets='gsm8k'"):
-        suites.suite_specs("math", "gsm8k")
+    with pytest.raises(ConfigError, match="datasets='aqua'"):
+        suites.suite_specs("math", "aqua")
 
 
 # --------------------------------------------------------------------------------------------- a scripted model
-
-
-class _Cache:
-    """Per-row token history; drops finished rows like transformers' DynamicCache."""
-
-    def __init__(self, rows: int) -> None:
-        self.hist: list[list[int]] = [[] for _ in range(rows)]
-        self.prompt_len: list[int | None] = [None] * rows
-
-    def batch_select_indices(self, index: torch.Tensor) -> None:
-        keep = index.tolist()
-        self.hist = [self.hist[i] for i in keep]
-        self.prompt_len = [self.prompt_len[i] for i in keep]
-
-
-class PolicyLM(torch.nn.Module):
-    """A fake LM: `policy(prompt, generated)` gives {full continuation: score}; the next token of every
-    continuation that extends the text so far gets that score, end-of-text 0, everything else -1e4.
-    """
-
-    def __init__(self, tokenizer, policy) -> None:
-        super().__init__()
-        self.tok = tokenizer
-        self.policy = policy
-        self.config = SimpleNamespace(vocab_size=len(tokenizer), eos_token_id=tokenizer.eos_token_id)
-        self.weight = torch.nn.Parameter(torch.zeros(1))
-
-    def forward(
-        self, input_ids, attention_mask, position_ids=None, cache=None, use_cache=True, logits_to_keep=0
-    ):
-        rows, width = input_ids.shape
-        cache = cache or _Cache(rows)
-        step = attention_mask[:, -width:]
-        logits = torch.full((rows, 1, self.config.vocab_size), -1e4)
-        for b in range(rows):
-            toks = input_ids[b][step[b].bool()].tolist()
-            if cache.prompt_len[b] is None:
-                cache.prompt_len[b] = len(toks)
-            cache.hist[b].extend(toks)
-            n = cache.prompt_len[b]
-            prompt = self.tok.decode(cache.hist[b][:n])
-            gen = self.tok.decode(cache.hist[b][n:], skip_special_tokens=True)
-            logits[b, 0, self.tok.eos_token_id] = 0.0
-            for cont, value in self.policy(prompt, gen).items():
-                if cont.startswith(gen) and len(cont) > len(gen):
-                    nxt = self.tok.encode(cont[len(gen) :], add_special_tokens=False)[0]
-                    logits[b, 0, nxt] = max(float(logits[b, 0, nxt]), value)
-        return SimpleNamespace(logits=logits, cache=cache)
 
 
 MATH = [
@@ -332,7 +277,7 @@ def shy_caller(prompt: str, gen: str) -> dict[str, float]:
 
 @pytest.fixture
 def math_file(tmp_path) -> Path:
-    return _write_jsonl(tmp_path / "tiny_math.jsonl", MATH)
+    return write_jsonl(tmp_path / "tiny_math.jsonl", MATH)
 
 
 def _run(tok, policy, math_file, baseline_policy=None, **options):
@@ -455,15 +400,6 @@ def test_ppl_suite_reports_perplexity_only_with_tools_disabled(tiny_lm, tmp_path
 # --------------------------------------------------------------------------------------------- command line
 
 
-@pytest.fixture(scope="module")
-def tiny_dir(tiny_lm, tmp_path_factory):
-    model, tok = tiny_lm
-    path = tmp_path_factory.mktemp("tiny-eval-model")
-    model.save_pretrained(path)
-    tok.save_pretrained(path)
-    return path
-
-
 def test_cli_eval_writes_the_report(tiny_dir, tmp_path):
     out = tmp_path / "out"
     args = ["eval", str(tiny_dir), "--suite", "math", "--datasets", "svamp", "--limit", "2"]
@@ -478,7 +414,7 @@ def test_cli_eval_writes_the_report(tiny_dir, tmp_path):
 
 
 def test_cli_bad_data_is_one_line_naming_file_line_field(tmp_path):
-    bad = _write_jsonl(tmp_path / "broken.jsonl", [MATH[0], {"id": "x", "question": "Q?"}])
+    bad = write_jsonl(tmp_path / "broken.jsonl", [MATH[0], {"id": "x", "question": "Q?"}])
     # No model is loaded: the data is checked first, so even a missing model cannot hide the data error.
     result = runner.invoke(
         app, ["eval", str(tmp_path / "no-model"), "--data", str(bad), "--out", str(tmp_path)]
@@ -575,7 +511,7 @@ def qa_answerer(prompt: str, gen: str) -> dict[str, float]:
 def test_ceiling_counts_tool_outputs_holding_the_gold(tmp_path):
     seen: list[str] = []
     registry = ToolRegistry([_fake_tool("WikiSearch", SEARCH, seen)])
-    spec = suites.data_spec("qa", _write_jsonl(tmp_path / "qa.jsonl", QA_ROWS))
+    spec = suites.data_spec("qa", write_jsonl(tmp_path / "qa.jsonl", QA_ROWS))
     c = compute_ceiling(suites.load_dataset(spec), registry)
     assert seen == [r["question"] for r in QA_ROWS]  # the question text is the query
     assert [e.hit for e in c.examples] == [True, False, False]  # "Guernica" in the output is not the answer
@@ -600,7 +536,7 @@ def test_ceiling_counts_tool_outputs_holding_the_gold(tmp_path):
         {"Ginzburg works in the field of": "theoretical physics", "The capital of Peru is": "Limassol"},
         seen,
     )
-    facts = suites.load_dataset(suites.data_spec("facts", _write_jsonl(tmp_path / "c.jsonl", clozes)))
+    facts = suites.load_dataset(suites.data_spec("facts", write_jsonl(tmp_path / "c.jsonl", clozes)))
     c = compute_ceiling(facts, ToolRegistry([qa]))
     assert seen == [suites.cloze_prefix(r["question"]) for r in clozes]
     assert [e.hit for e in c.examples] == [True, False] and c.share == 0.5
@@ -623,7 +559,7 @@ def test_math_ceiling_runs_the_calculator_on_the_gold_expression(tmp_path):
         {"id": "e", "question": "Q5?", "answer": 8, "equation": "X=(442.0/(48-40)*1.5+40)"},  # wrong upstream
         {"id": "f", "question": "Q6?", "answer": 3},  # no expression at all
     ]
-    loaded = suites.load_dataset(suites.data_spec("math", _write_jsonl(tmp_path / "m.jsonl", rows)))
+    loaded = suites.load_dataset(suites.data_spec("math", write_jsonl(tmp_path / "m.jsonl", rows)))
     assert [e.expression for e in loaded.examples] == [
         "6*1 + 3*5",
         "(27.0*16.0)",
@@ -641,7 +577,7 @@ def test_math_ceiling_runs_the_calculator_on_the_gold_expression(tmp_path):
 
 
 def test_ceiling_and_realised_share_in_results_and_report(smol_tokenizer, tmp_path):
-    data = _write_jsonl(tmp_path / "qa.jsonl", QA_ROWS)
+    data = write_jsonl(tmp_path / "qa.jsonl", QA_ROWS)
     seen: list[str] = []
     registry = ToolRegistry([_fake_tool("WikiSearch", SEARCH, seen)])
     config = EvalConfig(model="fake", suite="qa", data=str(data), trigger_top_k=1)
@@ -676,7 +612,7 @@ def test_ceiling_and_realised_share_in_results_and_report(smol_tokenizer, tmp_pa
 
 def test_corpus_feeds_the_tools_of_ceiling_and_model(smol_tokenizer, tmp_path, monkeypatch):
     monkeypatch.setenv("TOOLFORMER_HOME", str(tmp_path / "home"))
-    corpus = _write_jsonl(
+    corpus = write_jsonl(
         tmp_path / "corpus.jsonl",
         [
             {"id": "1", "title": "Louvre", "text": "The Louvre is an art museum in Paris."},
@@ -685,7 +621,7 @@ def test_corpus_feeds_the_tools_of_ceiling_and_model(smol_tokenizer, tmp_path, m
             {"id": "4", "title": "Violin", "text": "The violin is a wooden string instrument."},
         ],
     )
-    data = _write_jsonl(tmp_path / "qa.jsonl", QA_ROWS)
+    data = write_jsonl(tmp_path / "qa.jsonl", QA_ROWS)
     config = EvalConfig(
         model="fake", suite="qa", data=str(data), corpus=str(corpus), tools="WikiSearch", trigger_top_k=1
     )
@@ -745,7 +681,7 @@ def test_no_call_notice_points_to_shots(smol_tokenizer, math_file, tmp_path):
     assert json.loads((tmp_path / "results.json").read_text())["notices"] == [notice]
     assert _run(smol_tokenizer, call_lover, math_file, trigger_top_k=1).notices() == []
     # One dataset with calls, one without: the notice names the silent one.
-    other = _write_jsonl(
+    other = write_jsonl(
         tmp_path / "other_math.jsonl", [{"id": "o1", "question": "What is 6 plus 1?", "answer": 7}]
     )
     loaded = [suites.load_dataset(suites.data_spec("math", p)) for p in (math_file, other)]
@@ -762,7 +698,7 @@ def test_no_call_notice_points_to_shots(smol_tokenizer, math_file, tmp_path):
 
 
 def test_no_tool_set_counts_any_call_as_wrong(smol_tokenizer, tmp_path):
-    chat = _write_jsonl(
+    chat = write_jsonl(
         tmp_path / "chat.jsonl",
         [
             {"id": "h", "question": "Write a short poem about snow."},

@@ -13,6 +13,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from fakes import CharTokenizer
 from toolformer.datagen import filter as filt
 from toolformer.datagen.filter import (
     FilterConfig,
@@ -26,28 +27,6 @@ from toolformer.datagen.records import Candidate
 from toolformer.errors import ConfigError
 
 # ------------------------------------------------------------------------------------------ scripted fakes
-
-ALPHABET = string.ascii_letters + string.digits + string.punctuation + " \n→"
-
-
-class CharTokenizer:
-    """One token per character; id 0 is BOS, 1 is EOS/pad. Has the offset mapping the filter needs."""
-
-    bos_token_id = 0
-    eos_token_id = 1
-    pad_token_id = 1
-
-    def __init__(self) -> None:
-        self.vocab = {c: k + 2 for k, c in enumerate(ALPHABET)}
-
-    def __len__(self) -> int:
-        return len(self.vocab) + 2
-
-    def __call__(self, text: str, add_special_tokens: bool = False, return_offsets_mapping: bool = False):
-        out: dict[str, Any] = {"input_ids": [self.vocab[c] for c in text]}
-        if return_offsets_mapping:
-            out["offset_mapping"] = [(k, k + 1) for k in range(len(text))]
-        return out
 
 
 class DigitCacheLM(torch.nn.Module):

@@ -5,20 +5,15 @@ from __future__ import annotations
 import functools
 import itertools
 import json
-from pathlib import Path
 
 import pytest
 
+from shared_data import shared_data
 from toolformer.datagen import heuristics as h
-
-DATA = Path("/work/shared/data")
 
 
 def _rows(relpath: str, n: int) -> list[dict]:
-    path = DATA / relpath
-    if not path.exists():
-        pytest.skip(f"real data not available: {path}")
-    with path.open(encoding="utf-8") as f:
+    with shared_data(relpath).open(encoding="utf-8") as f:
         return [json.loads(line) for line in itertools.islice(f, n)]
 
 

@@ -1,4 +1,5 @@
-"""toolformer.inputs: a folder is not "missing", bad bytes are named by file and line, BOMs and gzip are read."""
+"""toolformer.inputs: a folder is not "missing", bad bytes are named by file and line, BOMs and gzip are read,
+dotted fields are found."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from toolformer.errors import DataError
-from toolformer.inputs import input_file, iter_lines, read_text
+from toolformer.inputs import get_field, input_file, iter_lines, open_text, read_text
 
 
 def test_input_file_tells_a_folder_from_a_missing_file(tmp_path: Path):
@@ -50,3 +51,27 @@ def test_read_text_counts_the_line_of_a_bad_byte_and_normalises_newlines(tmp_pat
     path.write_bytes(b"first\nsecond \xff line\nthird\n")
     with pytest.raises(DataError, match=r"t\.txt:2: not UTF-8 text \(byte 0xff at column 8\)"):
         read_text(path)
+
+
+def test_open_text_reads_plain_and_gzipped_files_alike(tmp_path: Path):
+    text = "first line\nzweite Zeile: café\r\nthird\n"
+    (tmp_path / "a.txt").write_text(text, encoding="utf-8", newline="")
+    with gzip.open(tmp_path / "a.txt.GZ", "wb") as fh:
+        fh.write(text.encode())
+    for name in ("a.txt", "a.txt.GZ"):
+        with open_text(tmp_path / name) as fh:
+            assert fh.read() == "first line\nzweite Zeile: café\nthird\n"  # universal newlines, like open()
+
+
+def test_get_field_follows_dotted_paths_and_keys_with_dots():
+    row = {"answers": {"text": ["Paris", "paris"]}, "meta.id": 7, "pair": ("a", "b"), "meta": {"id": 8}}
+    assert get_field(row, "answers.text.0") == "Paris"
+    assert get_field(row, "answers.text.-1") == "paris"
+    assert get_field(row, "pair.1") == "b"
+    assert get_field(row, "meta.id") == 7  # the whole name first
+    assert get_field(row, "meta") == {"id": 8}
+    assert get_field(["x", {"y": 1}], "1.y") == 1
+    for missing in ("answers.text.2", "answers.nope", "pair.x", "nope"):
+        assert get_field(row, missing, None) is None
+        with pytest.raises(KeyError, match=missing):
+            get_field(row, missing)

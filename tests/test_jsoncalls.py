@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from strategies import json_values
 from toolformer.calls import Call
 from toolformer.errors import ConfigError
 from toolformer.runtime.jsoncalls import (
@@ -23,18 +24,6 @@ from toolformer.tools.base import tool
 # Strategies and helpers
 
 names = st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,15}", fullmatch=True)
-json_scalars = (
-    st.none()
-    | st.booleans()
-    | st.integers(-(10**12), 10**12)
-    | st.floats(allow_nan=False, allow_infinity=False)
-    | st.text(max_size=12)
-)
-json_values = st.recursive(
-    json_scalars,
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
-    max_leaves=8,
-)
 arguments = st.dictionaries(st.text(max_size=10), json_values, max_size=4)
 # Prose that cannot itself look like a call: no "<" (tags), "{" or "[" (JSON, [TOOL_CALLS]).
 prose = st.text(st.characters(exclude_characters="<{[`"), max_size=30)

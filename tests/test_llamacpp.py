@@ -232,7 +232,7 @@ def test_llamacpp_token_texts_match_transformers(random_gguf):
 
     _, tok, lm = random_gguf
     hf = hf_vocab_texts(tok, len(tok)).call_names(["Calculator", "QA", "Weather"])
-    lc = lm.call_vocab.texts.call_names(["Calculator", "QA", "Weather"])
+    lc = lm.vocab_texts.call_names(["Calculator", "QA", "Weather"])
     for text in ["x", "x [", "x [Cal", "x [Q", "x [QA", "x [Weather", 'x [QA("a") → b] and']:
         a, b = hf.rule(text), lc.rule(text)
         assert a.only == b.only and a.ids.tolist() == b.ids.tolist(), text

@@ -6,6 +6,7 @@ import datetime as dt
 import json
 from pathlib import Path
 
+from fakes import write_jsonl
 from toolformer.calls import find_calls
 from toolformer.datagen import candidates, mixture
 from toolformer.datagen.records import Document
@@ -118,19 +119,14 @@ def test_candidate_calls_are_taken_out_and_proposed_back_by_the_data_proposer() 
     assert [(c.tool, c.position) for c in cands] == [("QA", len("Albert Einstein was born in "))]
 
 
-def _write(path: Path, rows: list[dict]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-
-
 def _annotate_folder(folder: Path, kept: list[dict], dropped: list[dict], status: str = "done") -> None:
     """A minimal `toolformer annotate` output folder: records for every document, shard rows for the kept."""
     records = [{"id": r["id"], "split": "train", "status": "ok", "kept_calls": 1} for r in kept]
     records += [
         {"id": r["id"], "split": "train", "status": "ok", "kept_calls": 0, "text": r["text"]} for r in dropped
     ]
-    _write(folder / "records-00000.jsonl", records)
-    _write(
+    write_jsonl(folder / "records-00000.jsonl", records)
+    write_jsonl(
         folder / "shard-00000.jsonl", [{**r, "split": "train", "source_text": "", "calls": []} for r in kept]
     )
     (folder / "manifest.json").write_text(json.dumps({"status": status}), encoding="utf-8")
@@ -142,7 +138,7 @@ def test_assemble_keeps_calls_adds_rejected_without_calls_and_plain_rows(tmp_pat
     ]
     dropped = [{"id": f"ws:{i}", "text": f"Question: Who is Y{i}?\nAnswer: Y{i}."} for i in range(10)]
     _annotate_folder(tmp_path / "ann", kept, dropped)
-    _write(tmp_path / "plain.jsonl", [{"id": "plain:a", "text": "A plain passage."}])
+    write_jsonl(tmp_path / "plain.jsonl", [{"id": "plain:a", "text": "A plain passage."}])
     tools = list(load_tools("Calculator,QA,WikiSearch").values())
     rows, counts = mixture.assemble([tmp_path / "ann"], [tmp_path / "plain.jsonl"], tools, 0.25, 0.5, seed=1)
     assert counts["kept"] == {"QA": 20}
@@ -162,7 +158,7 @@ def test_assemble_keeps_calls_adds_rejected_without_calls_and_plain_rows(tmp_pat
 
 def test_overlap_counts_texts_sharing_an_ngram_with_an_eval_question(tmp_path: Path) -> None:
     ev = tmp_path / "eval.jsonl"
-    _write(ev, [{"question": "how many apples did the farmer sell at the market on monday"}])
+    write_jsonl(ev, [{"question": "how many apples did the farmer sell at the market on monday"}])
     texts = ["The farmer sell at the market on monday morning with apples", "Nothing in common here at all."]
     report = mixture.overlap(texts, [ev], n=6)
     assert report["files"] == {"eval.jsonl": 1} and report["texts"] == 2
@@ -170,7 +166,7 @@ def test_overlap_counts_texts_sharing_an_ngram_with_an_eval_question(tmp_path: P
 
 def test_build_candidates_writes_each_kind_capped(tmp_path: Path) -> None:
     gsm = tmp_path / "gsm8k.jsonl"
-    _write(
+    write_jsonl(
         gsm,
         [
             {
@@ -182,7 +178,7 @@ def test_build_candidates_writes_each_kind_capped(tmp_path: Path) -> None:
         ],
     )
     vital = tmp_path / "vital.jsonl"
-    _write(vital, ARTICLES * 3)
+    write_jsonl(vital, ARTICLES * 3)
     summary = candidates.build_candidates(
         tmp_path / "out", gsm, None, {"calculator": 5, "wikisearch": 2, "qa": 1, "plain": 1, "calendar": 3},
         [dt.date(2024, 5, 21)], vital_en=vital,
@@ -212,7 +208,7 @@ def test_train_reads_header_examples_as_text_and_starts_the_loss_at_the_executed
     assert "[Calculator(400 / 1400)]" in header  # the example is call syntax without a result
     called = header + "Question: What is 2 + 3?\nAnswer: [Calculator(2 + 3) → 5] 5"
     chat = header + "Question: Write a poem.\nAnswer: Roses are red."
-    _write(
+    write_jsonl(
         tmp_path / "train.jsonl",
         [{"id": "a", "text": called, "split": "train"}, {"id": "b", "text": chat, "split": "train"}],
     )
@@ -260,7 +256,7 @@ def test_build_candidates_puts_the_next_gsm8k_problems_in_calculator_jsonl(tmp_p
         {"id": f"g{i}", "question": f"Tom has {i + 2} bags of 4 apples. How many?", "solution": f"{i + 2}*4=<<{i + 2}*4={(i + 2) * 4}>>{(i + 2) * 4}", "answer": (i + 2) * 4}
         for i in range(5)
     ]  # fmt: skip
-    _write(gsm, rows)
+    write_jsonl(gsm, rows)
     summary = candidates.build_candidates(
         tmp_path / "out", gsm, None, {"calculator": 2, "calculator_more": 2}, []
     )
@@ -283,7 +279,7 @@ def test_calculator_short_file_takes_unused_short_problems_and_never_the_dev_sli
     from toolformer.heldout import is_gsm8k_dev
 
     gsm = tmp_path / "gsm8k.jsonl"
-    _write(gsm, [_gsm(i, 1 if i % 3 else 3) for i in range(24)])
+    write_jsonl(gsm, [_gsm(i, 1 if i % 3 else 3) for i in range(24)])
     summary = candidates.build_candidates(
         tmp_path / "out", gsm, None, {"calculator": 2, "calculator_short": 50}, []
     )
@@ -306,7 +302,7 @@ def test_decontaminate_drops_rows_sharing_an_ngram_with_an_eval_file_and_the_gsm
     tmp_path: Path,
 ) -> None:
     ev = tmp_path / "asdiv.jsonl"
-    _write(ev, [{"question": "how many apples did the farmer sell at the market on monday"}])
+    write_jsonl(ev, [{"question": "how many apples did the farmer sell at the market on monday"}])
     rows = [
         {"id": "calc:gsm8k-train-00014", "text": "Question: a dev-slice problem\nAnswer: 4"},
         {
@@ -331,8 +327,39 @@ def test_operands_before_tells_whether_the_call_numbers_occur_before_it() -> Non
 def test_assemble_puts_every_chat_text_under_the_header(tmp_path: Path) -> None:
     _annotate_folder(tmp_path / "ann", [], [])
     chat = [{"id": f"chat:{i}", "text": f"Question: Say hi {i}.\nAnswer: Hi {i}!"} for i in range(8)]
-    _write(tmp_path / "chat.jsonl", chat + [{"id": "plain:a", "text": "A plain passage."}])
+    write_jsonl(tmp_path / "chat.jsonl", chat + [{"id": "plain:a", "text": "A plain passage."}])
     tools = list(load_tools("Calculator,QA").values())
     rows, counts = mixture.assemble([tmp_path / "ann"], [tmp_path / "chat.jsonl"], tools, 0.0, 0.0, seed=3)
     assert {r["id"] for r in rows if r.get("header")} == {f"chat:{i}" for i in range(8)}
     assert counts["with_header"] == 8
+
+
+def test_cli_assemble_drops_rows_overlapping_a_check_file_and_caps_each_tool(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from toolformer.cli import app
+
+    kept = [
+        {"id": f"qa:{i}", "text": f'X{i} was born in [QA("X{i} was born in") → Ulm] Ulm.'} for i in range(6)
+    ]
+    kept.append(
+        {
+            "id": "qa:9",
+            "text": 'how many apples the farmer sold at the market on monday [QA("who") → Tom] Tom.',
+        }
+    )
+    _annotate_folder(tmp_path / "ann", kept, [])
+    write_jsonl(
+        tmp_path / "ev" / "dev.jsonl",
+        [{"question": "how many apples the farmer sold at the market on monday"}],
+    )
+    out = tmp_path / "train.jsonl"
+    args = ["mixture", "assemble", str(tmp_path / "ann"), "--out", str(out), "--tools", "QA"]
+    res = CliRunner().invoke(app, [*args, "--check", str(tmp_path / "ev")])
+    assert res.exit_code == 0, res.output
+    report = json.loads(out.with_suffix(".report.json").read_text())
+    assert report["dropped_overlap"] == {"dev.jsonl": 1} and report["rows"] == 6
+    assert report["overlap_8gram"]["files"]["dev.jsonl"] == 0
+    res = CliRunner().invoke(app, [*args, "--max-per-tool", "2"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(out.with_suffix(".report.json").read_text())["rows"] == 2

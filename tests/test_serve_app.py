@@ -1,6 +1,6 @@
 """The OpenAI-compatible server, through HTTP: server-side tools, client tools, tool_choice, streaming, errors, limits.
 
-The model is `ScriptedLM` (tests/serve_helpers.py): it writes a script chosen from the prompt, decoded by the real
+The model is `ScriptedLM` (tests/fakes.py): it writes a script chosen from the prompt, decoded by the real
 decoder with the real tools, so everything but the model's choice of words is the production path.
 """
 
@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from serve_helpers import MODEL, PING, WEATHER, _call, choose, running_server, scripted_backend
+from serve_helpers import MODEL, PING, WEATHER, _call, choose, ran, running_server, scripted_backend
 from toolformer.runtime.decode import Generation
 from toolformer.serve.app import create_app
 from toolformer.serve.backend import ToolformerBackend
@@ -113,12 +113,7 @@ def test_server_tools_run_during_decoding_and_the_trace_comes_back(client):
     assert choice["message"]["content"] == "23 times 47 is [Calculator(23 * 47) → 1081] 1081."
     assert choice["finish_reason"] == "stop"
     [trace] = choice["tool_trace"]
-    assert (trace["tool"], trace["input"], trace["output"], trace["ok"]) == (
-        "Calculator",
-        "23 * 47",
-        "1081",
-        True,
-    )
+    assert ran(trace) == ("Calculator", "23 * 47", "1081", True)
     assert trace["ms"] >= 0
     text = choice["message"]["content"]
     assert text[trace["start"] : trace["end"]] == "[Calculator(23 * 47) → 1081]"

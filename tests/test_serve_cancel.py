@@ -21,7 +21,8 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from serve_helpers import MODEL, ScriptedLM, choose, running_server, scripted_backend
+from fakes import ScriptedLM
+from serve_helpers import MODEL, choose, running_server, scripted_backend
 from toolformer.runtime.decode import DecodeConfig, Event, Generation
 from toolformer.runtime.engine import Toolformer
 from toolformer.serve.app import create_app
@@ -95,13 +96,10 @@ def test_a_non_streaming_client_that_disconnects_frees_its_slot_and_stops_its_ro
     with running_server(app) as url:
         with pytest.raises(httpx.ReadTimeout):
             httpx.post(f"{url}/v1/completions", json=body, timeout=httpx.Timeout(30, read=0.5))
-        started = time.monotonic()
+        # The dropped client's slot is free at once (the first request alone would hold it for 10 s).
         second = _post_until_admitted(url, {**body, "max_tokens": 3})
-        assert second.status_code == 200, (
-            second.text
-        )  # the dropped client's slot is free at once, not at 600 s
+        assert second.status_code == 200, second.text
         assert second.json()["choices"][0]["text"] == "xxx"
-        assert time.monotonic() - started < 5
     assert slow.written[0][0] < 400  # the first request's row left its batch soon after its client did
 
 

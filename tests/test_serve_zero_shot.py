@@ -13,7 +13,8 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from serve_helpers import MODEL, WEATHER, ScriptedLM
+from fakes import ScriptedLM
+from serve_helpers import MODEL, WEATHER, ran
 from toolformer.runtime.decode import DecodeConfig
 from toolformer.runtime.engine import Toolformer
 from toolformer.runtime.prompts import STOP
@@ -85,12 +86,7 @@ def test_a_trained_model_chats_zero_shot_with_inline_calls_as_toolformer_chat_do
     assert reply["content"] == "It is [Calculator(23 * 47) → 1081] 1081."
     assert reply["finish"] == "stop"  # at the answer's stop strings, as `ask`
     [call] = reply["trace"]
-    assert (call["tool"], call["input"], call["output"], call["ok"]) == (
-        "Calculator",
-        "23 * 47",
-        "1081",
-        True,
-    )
+    assert ran(call) == ("Calculator", "23 * 47", "1081", True)
     # Offsets index the generated text, which the content is trimmed from (" It is …").
     assert (" " + reply["content"])[call["start"] : call["end"]] == "[Calculator(23 * 47) → 1081]"
     # The same answer `Toolformer.chat` gives for the same model and conversation.

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -45,9 +44,7 @@ def test_server_errors_become_error_text(tools) -> None:
 
 
 def test_slow_call_times_out_and_session_lives_on(tools) -> None:
-    start = time.perf_counter()
-    out = tools["slow"].run(Call("slow", "10"), timeout=0.5)
-    assert time.perf_counter() - start < 2.0
+    out = tools["slow"].run(Call("slow", "10"), timeout=0.5)  # the server answers only after 10 s
     assert not out.ok and "timed out" in out.text
     assert tools["add"].run(Call("add", "1, 1")).text == "2"
 
@@ -107,16 +104,15 @@ def _no_library_traceback(caplog, capfd) -> None:
     assert not [r for r in caplog.records if r.name.startswith("mcp") and r.levelname == "ERROR"]
 
 
+@pytest.mark.timeout(120)  # far below the start timeout: the error comes from what it printed, not the wait
 def test_a_program_that_prints_text_is_named_with_what_it_printed(tmp_path, caplog, capfd) -> None:
     command = [
         sys.executable,
         "-c",
-        "print('Listening on http://localhost:8000', flush=True); import time; time.sleep(60)",
+        "print('Listening on http://localhost:8000', flush=True); import time; time.sleep(3600)",
     ]
-    start = time.perf_counter()
     with pytest.raises(ConfigError) as info:
-        mcp_tools(command, timeout=10)
-    elapsed = time.perf_counter() - start
+        mcp_tools(command, timeout=3600)
     message = str(info.value)
     assert "\n" not in message and "did not start" not in message
     assert (
@@ -124,7 +120,6 @@ def test_a_program_that_prints_text_is_named_with_what_it_printed(tmp_path, capl
         and "not JSON-RPC" in message
         and "time.sleep" in message
     )
-    assert elapsed < 8  # it does not wait out the whole start timeout
     _no_library_traceback(caplog, capfd)
 
 
@@ -164,8 +159,10 @@ def test_a_server_that_dies_mid_call_is_started_again_by_the_next_call(tmp_path)
 
 def test_a_server_that_cannot_start_again_is_tried_once(tmp_path) -> None:
     marker = tmp_path / "started-once"
+    starts = tmp_path / "starts"  # one line per start of the server program
     before = (
         f"import pathlib, sys\nm = pathlib.Path({str(marker)!r})\n"
+        f"with open({str(starts)!r}, 'a') as f:\n    f.write('start\\n')\n"
         "if m.exists():\n    sys.stderr.write('port already taken\\n'); sys.exit(1)\nm.touch()\n"
     )
     tools = {t.name: t for t in mcp_tools(_server(tmp_path, "once", before=before), timeout=20)}
@@ -173,8 +170,9 @@ def test_a_server_that_cannot_start_again_is_tried_once(tmp_path) -> None:
         assert not tools["die"].run(Call("die")).ok
         out = tools["add"].run(Call("add", "1, 2"), timeout=20)
         assert not out.ok and "did not start again" in out.text and "port already taken" in out.text
-        start = time.perf_counter()
+        tried = starts.read_text().count("start")
+        assert tried == 2  # the first start, then the one restart that failed
         again = tools["add"].run(Call("add", "1, 2"), timeout=20)
-        assert again.text == out.text and time.perf_counter() - start < 0.5  # no second attempt
+        assert again.text == out.text and starts.read_text().count("start") == tried  # no second attempt
     finally:
         tools["add"].fn.connection.close()

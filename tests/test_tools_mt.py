@@ -138,15 +138,25 @@ def test_english_input_is_returned_without_loading(tmp_path) -> None:
 
 
 def test_missing_weights_say_how_to_get_them(monkeypatch, tmp_path) -> None:
-    pytest.importorskip("transformers")
+    transformers = pytest.importorskip("transformers")
+    loads: list[str] = []
+    load_tokenizer = transformers.AutoTokenizer.from_pretrained
+    monkeypatch.setattr(
+        transformers.AutoTokenizer,
+        "from_pretrained",
+        staticmethod(lambda source, **kw: loads.append(source) or load_tokenizer(source, **kw)),
+    )
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.delenv("TOOLFORMER_ALLOW_DOWNLOAD", raising=False)
     tool = mt_tool("toolformer-tests/no-such-model")
     out = tool.run(Call("MT", f'"{SPANISH}"'))
     assert not out.ok and out.text.startswith("error: ")
     assert "hf download toolformer-tests/no-such-model" in out.text and "--mt-model" in out.text
+    tried = len(loads)
     again = tool.run(Call("MT", f'"{SPANISH}"'))
-    assert again.text == out.text and again.seconds < 0.5  # the failure is remembered, not retried
+    assert (
+        tried >= 1 and again.text == out.text and len(loads) == tried
+    )  # the failure is remembered, not retried
 
 
 def test_missing_directory_is_named(tmp_path) -> None:
@@ -300,9 +310,7 @@ def test_a_hanging_pair_is_killed_at_the_limit(tmp_path) -> None:
     # Like a real mode, the work runs in a child of the shell: killing only the shell would leave it running.
     body = f'sleep 60 & echo $! > "{pidfile}"; wait'
     tool = mt_tool(Apertium(fake_apertium(tmp_path, ["spa-eng"], body), timeout=0.5))
-    started = time.monotonic()
-    out = tool.run(Call("MT", f'"{SPANISH}"'))
-    assert time.monotonic() - started < 5
+    out = tool.run(Call("MT", f'"{SPANISH}"'))  # the pair would answer (nothing) only after 60 s
     assert out.text == "error: apertium spa-eng did not answer within 0.5 s and was killed"
     child = int(pidfile.read_text())
     deadline = time.monotonic() + 3

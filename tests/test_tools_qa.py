@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
+from fakes import write_jsonl
 from toolformer.calls import Call
 from toolformer.errors import ToolError
-from toolformer.paths import HOME_ENV
 from toolformer.tools.qa import as_statement, extractive_reader, qa_tool, span_reader
 from toolformer.tools.wikisearch import Searcher, split_sentences
 
@@ -32,11 +30,8 @@ DOCS = [
 
 
 @pytest.fixture
-def searcher(tmp_path, monkeypatch) -> Searcher:
-    monkeypatch.setenv(HOME_ENV, str(tmp_path / "home"))
-    path = tmp_path / "people.jsonl"
-    path.write_text("".join(json.dumps(d) + "\n" for d in DOCS), encoding="utf-8")
-    return Searcher(path)
+def searcher(tmp_path) -> Searcher:  # its index goes to the test's own home (conftest's toolformer_home)
+    return Searcher(write_jsonl(tmp_path / "people.jsonl", DOCS))
 
 
 def test_reader_picks_the_sentence_that_answers() -> None:
@@ -132,7 +127,6 @@ def test_docstring_says_it_is_not_atlas() -> None:
     assert "not Atlas" in (qa.__doc__ or "")
 
 
-def test_shipped_corpus_answer(tmp_path, monkeypatch) -> None:
-    monkeypatch.setenv(HOME_ENV, str(tmp_path / "home"))
+def test_shipped_corpus_answer() -> None:  # the index is built in the test's own home
     out = qa_tool().run(Call("QA", '"Who painted the Mona Lisa?"'))
     assert out.ok and "Leonardo da Vinci" in out.text

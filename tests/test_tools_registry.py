@@ -8,7 +8,6 @@ import json
 import subprocess
 import sys
 import threading
-import time
 
 import pytest
 
@@ -106,9 +105,7 @@ def test_openai_schemas_and_describe() -> None:
 
 def test_builtin_tools_are_the_paper_five(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv(HOME_ENV, str(tmp_path / "home"))
-    start = time.perf_counter()
-    reg = builtin_tools()
-    assert time.perf_counter() - start < 1.0
+    reg = builtin_tools()  # cheap: bench/tools.py times it
     assert tuple(reg.names()) == BUILTIN_NAMES == ("Calculator", "Calendar", "WikiSearch", "QA", "MT")
     assert not (tmp_path / "home").exists()  # no index built at construction
     assert reg["MT"].fn.__self__.loaded is False  # no model loaded at construction
@@ -222,10 +219,8 @@ def test_a_hanging_tool_times_out_and_the_process_goes_on() -> None:
 
     reg = ToolRegistry([hang, tool(double_it)])
     try:
-        start = time.perf_counter()
-        out = reg.run(Call("hang", "10"), timeout=0.5)
-        elapsed = time.perf_counter() - start
-        assert elapsed < 2.0 and not out.ok and out.text.startswith("error: ") and "timed out" in out.text
+        out = reg.run(Call("hang", "10"), timeout=0.5)  # "woke" only after 10 s: the limit cut it short
+        assert not out.ok and out.text.startswith("error: ") and "timed out" in out.text
         assert reg.run(Call("double_it", "4")).text == "8"
     finally:
         release.set()

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import gzip
 import json
 from pathlib import Path
 
 import pytest
 
+from fakes import write_jsonl
 from toolformer.calls import Call
 from toolformer.errors import DataError
 from toolformer.paths import HOME_ENV
@@ -54,16 +54,6 @@ DOCS = [
         "text": "Paris is the capital and largest city of France. The Seine flows through it.",
     },
 ]
-
-
-def write_jsonl(path: Path, records: list, gz: bool = False) -> Path:
-    text = "".join(json.dumps(r) + "\n" for r in records)
-    if gz:
-        with gzip.open(path, "wt", encoding="utf-8") as f:
-            f.write(text)
-    else:
-        path.write_text(text, encoding="utf-8")
-    return path
 
 
 @pytest.fixture

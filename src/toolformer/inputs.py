@@ -4,19 +4,23 @@
 missing or a folder). `iter_lines(path)` yields `(line number, text)` of a UTF-8 file (gzip when it ends in `.gz`),
 decoding line by line so a byte that is not UTF-8 is reported as `FILE:LINE`; `read_text(path)` reads a whole
 file the same way. A UTF-8 byte-order mark at the start is dropped. Every problem is a one-line DataError.
+`open_text(path)` is the plain text handle (gzip too) for readers that report errors their own way, and
+`get_field(record, "a.b.0")` reads a dotted field of a record read from such a file.
 """
 
 from __future__ import annotations
 
 import gzip
+import io
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, Any, TextIO
 
 from toolformer.errors import DataError
 
 _BOM = "\ufeff"
+_MISSING: Any = object()
 
 
 def input_file(path: str | os.PathLike[str], option: str) -> Path:
@@ -88,3 +92,39 @@ def read_text(path: str | os.PathLike[str], newlines: bool = True) -> str:
         raise not_utf8(p, data.count(b"\n", 0, exc.start) + 1, line, shifted) from None
     text = text.removeprefix(_BOM)
     return text.replace("\r\n", "\n").replace("\r", "\n") if newlines else text
+
+
+def open_text(path: str | os.PathLike[str]) -> TextIO:
+    """`path` opened as UTF-8 text (universal newlines), gunzipped when its name ends in `.gz`; the caller closes it.
+
+    Nothing is checked here: OSError, UnicodeDecodeError and EOFError (a cut-off gzip) surface while reading.
+    """
+    p = Path(path)
+    if p.name.lower().endswith(".gz"):
+        return io.TextIOWrapper(gzip.open(p, "rb"), encoding="utf-8")
+    return open(p, encoding="utf-8")  # noqa: SIM115 - the caller closes it
+
+
+def get_field(record: Any, dotted: str, default: Any = _MISSING) -> Any:
+    """`record[a][b]...` for `dotted="a.b"` (list items by number: `messages.0.content`).
+
+    A key that itself contains dots (`{"meta.text": ...}`) is found too: the whole name is tried first. A field
+    that is not there returns `default`, or raises KeyError(dotted) when no default is given.
+    """
+    if isinstance(record, dict) and dotted in record:
+        return record[dotted]
+    value = record
+    for part in dotted.split("."):
+        if isinstance(value, dict) and part in value:
+            value = value[part]
+        elif (
+            isinstance(value, (list, tuple))
+            and part.lstrip("-").isdigit()
+            and -len(value) <= int(part) < len(value)
+        ):
+            value = value[int(part)]
+        else:
+            if default is _MISSING:
+                raise KeyError(dotted)
+            return default
+    return value

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from toolformer.errors import DataError
-from toolformer.inputs import input_file, read_text
+from toolformer.inputs import get_field, input_file, read_text
 
 _MISSING = object()
 
@@ -118,23 +118,6 @@ def write_jsonl(path: str | Path, rows: Iterable[dict[str, Any]]) -> int:
             fh.write(json.dumps(row, ensure_ascii=False) + "\n")
             count += 1
     return count
-
-
-def get_field(row: dict[str, Any], path: str, default: Any = _MISSING) -> Any:
-    """`row[path]`, or the value at a dotted path (`a.b.0`); `default` (or KeyError) when it is not there."""
-    if path in row:
-        return row[path]
-    value: Any = row
-    for part in path.split("."):
-        if isinstance(value, dict) and part in value:
-            value = value[part]
-        elif isinstance(value, list) and part.lstrip("-").isdigit() and -len(value) <= int(part) < len(value):
-            value = value[int(part)]
-        else:
-            if default is _MISSING:
-                raise KeyError(path)
-            return default
-    return value
 
 
 # --------------------------------------------------------------------------------------------- examples

@@ -28,8 +28,9 @@ from toolformer.adapt.heads import build_task_model, unwrap_for_saving
 from toolformer.adapt.predict import Collator, Evaluation, TaskRunner
 from toolformer.adapt.report import AdaptReport, write_report
 from toolformer.adapt.tasks import TaskData, load_task_data, write_jsonl
-from toolformer.configs import resolve_device, use_bf16
+from toolformer.configs import resolve_device, trainer_arguments, use_bf16
 from toolformer.errors import ConfigError, DataError
+from toolformer.versions import versions
 
 logger = logging.getLogger(__name__)
 
@@ -39,18 +40,6 @@ def _check_out(out: Path) -> None:
         raise ConfigError(f"out={str(out)!r} is not empty; use another --out")
     if out.exists() and not out.is_dir():
         raise ConfigError(f"out={str(out)!r} is a file, not a folder")
-
-
-def _versions() -> dict[str, str]:
-    from importlib import metadata
-
-    import toolformer
-
-    out = {"toolformer": toolformer.__version__}
-    for dist in ("torch", "transformers", "peft", "scikit-learn", "seqeval", "sacrebleu", "rouge-score"):
-        with contextlib.suppress(metadata.PackageNotFoundError):
-            out[dist] = metadata.version(dist)
-    return out
 
 
 # --------------------------------------------------------------------------------------------- callbacks
@@ -187,34 +176,15 @@ def _training_args(config: AdaptConfig, workdir: Path, device: str, bf16: bool) 
 
     return TrainingArguments(
         output_dir=str(workdir),
-        per_device_train_batch_size=config.batch_size,
-        per_device_eval_batch_size=config.batch_size,
-        gradient_accumulation_steps=config.grad_accum,
-        learning_rate=config.lr,
+        **trainer_arguments(config, device, bf16),
         optim="adamw_torch",
-        weight_decay=config.weight_decay,
-        lr_scheduler_type="linear",
-        warmup_steps=config.warmup_ratio,  # a float in [0, 1) is a share of the total steps
-        max_grad_norm=1.0,
-        num_train_epochs=config.epochs,
-        max_steps=config.max_steps if config.max_steps is not None else -1,
-        bf16=bf16,
-        fp16=False,
-        use_cpu=device == "cpu",
         logging_steps=max(1, min(10, config.eval_steps)),
-        logging_first_step=True,
         eval_strategy="steps",
-        eval_steps=config.eval_steps,
         eval_on_start=True,
         save_strategy="no",  # KeepBest holds the best weights in memory
         metric_for_best_model=f"eval_{config.best_metric}",
         greater_is_better=config.greater_is_better,
-        report_to=[],
-        disable_tqdm=True,
-        seed=config.seed,
-        data_seed=config.seed,
         remove_unused_columns=False,
-        dataloader_pin_memory=device != "cpu",
     )
 
 
@@ -236,7 +206,7 @@ def adapt(
     device = resolve_device(config.device)
     bf16 = use_bf16(config.bf16, device)
     if model is None or tokenizer is None:
-        from toolformer.models import load_model
+        from toolformer.models.load import load_model
 
         model, tokenizer = load_model(config.model, device=device, dtype="float32")
     else:
@@ -360,7 +330,9 @@ def _run(
         seconds=round(time.time() - started, 2),
         hyperparameters=_hyperparameters(config),
         examples=[r for r in dev_eval.records[:5]],
-        versions=_versions(),
+        versions=versions(
+            "torch", "transformers", "peft", "scikit-learn", "seqeval", "sacrebleu", "rouge-score"
+        ),
     )
     write_report(report, out)
     return report

@@ -10,7 +10,7 @@ from typing import Any
 
 from toolformer.configs import field_default, field_help, option
 from toolformer.errors import ConfigError
-from toolformer.models import DEFAULT_MODEL
+from toolformer.models.aliases import DEFAULT_MODEL
 
 # Methods and what they do; the order is the order of the benchmark table.
 METHODS = {

@@ -98,13 +98,13 @@ class Measurement:
 
 def model_folder(spec: str) -> Path | None:
     """The folder whose files are the model `spec` (a GGUF source: its converted cache; hub ids: None)."""
-    from toolformer import models
+    from toolformer.models.cache import cache_model
 
     path = Path(spec).expanduser()
     if path.is_dir():
         return path
     try:
-        return models.cache_model(spec)
+        return cache_model(spec)
     except ToolformerError:
         return None
 
@@ -135,7 +135,7 @@ def count_parameters(model: Any) -> tuple[int, int]:
         except (RuntimeError, NotImplementedError, TypeError):
             nonzero += param.numel()
     try:
-        from toolformer.compress.quantize import _dynamic_linear_class
+        from toolformer.models.int8 import _dynamic_linear_class
 
         linear = _dynamic_linear_class()
     except ToolformerError:
@@ -257,7 +257,7 @@ def measure_here(spec: str, config: MeasureConfig) -> Measurement:
     import torch
     import transformers  # noqa: F401 - imported before the baseline so its memory is not the model's
 
-    from toolformer.models import load_model
+    from toolformer.models.load import load_model
 
     result = Measurement(model=spec, threads=torch.get_num_threads())
     result.base_rss_mb = _current_rss_mb()

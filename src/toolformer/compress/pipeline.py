@@ -3,7 +3,7 @@
 The output folder loads with `toolformer.models.load_model(OUT)` (so `--model OUT` everywhere):
 - trim, prune, prune-structured, bf16: an ordinary Hugging Face folder (safetensors);
 - int8-wo, int4-wo: a Hugging Face folder with torchao's `quantization_config` (needs torchao to load);
-- int8: config, tokenizer and `model.int8.safetensors` (see `toolformer.compress.quantize`).
+- int8: config, tokenizer and `model.int8.safetensors` (see `toolformer.models.int8`).
 Every output also holds `toolformer-compress.json` (the recipe: method, settings, source, what changed) and,
 after measuring, report.md / report.json / plot.png comparing the source with the result.
 """
@@ -154,13 +154,14 @@ def save(
     import transformers
 
     from toolformer.compress import quantize
+    from toolformer.models.int8 import save_int8
 
     out.mkdir(parents=True, exist_ok=True)
     if config.method == "int8":
         model.config.save_pretrained(str(out))
         if model.generation_config is not None:
             model.generation_config.save_pretrained(str(out))
-        quantize.save_int8(model, out)
+        save_int8(model, out)
     elif config.method in ("int8-wo", "int4-wo"):
         model = quantize.save_torchao(model, config.method, out, config.group_size)
     else:
@@ -194,7 +195,7 @@ def measure_config(config: CompressConfig) -> MeasureConfig:
 def compress(config: CompressConfig, progress: Progress | None = None) -> CompressResult:
     """Compress `config.model` with `config.method` into `config.out`, then measure and report (see module doc)."""
     from toolformer.compress.quantize import is_quantized
-    from toolformer.models import load_model
+    from toolformer.models.load import load_model
 
     say = progress or (lambda _msg: None)
     config.check()

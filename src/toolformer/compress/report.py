@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from toolformer.compress.measure import Measurement
+from toolformer.versions import dist_versions
 
 logger = logging.getLogger(__name__)
 
@@ -106,14 +107,7 @@ def markdown_table(variants: Sequence[Variant]) -> str:
 
 
 def _environment() -> dict[str, Any]:
-    from importlib import metadata
-
-    versions = {}
-    for dist in ("torch", "transformers", "torchao"):
-        try:
-            versions[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            versions[dist] = None
+    versions = dist_versions(("torch", "transformers", "torchao"), missing=None)
     return {"python": platform.python_version(), "machine": platform.machine(), **versions}
 
 

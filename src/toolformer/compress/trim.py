@@ -200,7 +200,7 @@ def heal(
     The train run goes to a temporary folder; the best checkpoint by dev perplexity (when the data has a dev
     split) is what comes back, read from that folder.
     """
-    from toolformer.models import load_model
+    from toolformer.models.load import load_model
     from toolformer.train import TrainConfig, train
 
     path = Path(data).expanduser()

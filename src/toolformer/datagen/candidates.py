@@ -8,7 +8,7 @@ where the answer starts. `toolformer annotate --proposer data` takes the calls o
 call only when L⁻ − L⁺ ≥ τ_f; `datagen.mixture.assemble` then writes the training file from what was kept.
 
 Sources (`candidates`), each text tagged `meta.kind`:
-- calculator: GSM8K *train* problems, one composed expression before the answer (`sample.gsm8k_answer_document`).
+- calculator: GSM8K *train* problems, one composed expression before the answer (`proposers.data.gsm8k_answer_document`).
 - wikisearch: questions made from the first sentence of Wikipedia Vital Articles leads (en): "Who was a German-born
   theoretical physicist …?" → the article's title, "What is X?" → its definition, "When was X born?" → the date.
   The query is the question itself: the one thing a small model can always write.
@@ -265,7 +265,7 @@ def qa_texts(articles: Iterable[dict[str, Any]], seed: int = 0) -> Iterator[dict
 
 def calculator_texts(gsm8k_records: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
     """GSM8K train problems as "Question: …\\nAnswer: [Calculator(expr)] 72" (`gsm8k_answer_document`)."""
-    from toolformer.datagen.sample import gsm8k_answer_document
+    from toolformer.datagen.proposers.data import gsm8k_answer_document
 
     for record in gsm8k_records:
         doc, cands = gsm8k_answer_document(record)

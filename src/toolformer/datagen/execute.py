@@ -25,7 +25,7 @@ from typing import Any
 from toolformer.calls import Call
 from toolformer.datagen.records import Candidate
 from toolformer.errors import ConfigError
-from toolformer.tools.wikisearch import document_exclusion, excluding
+from toolformer.tools.wikisearch.exclusion import document_exclusion, excluding
 
 Key = tuple[str, str, str]  # (tool, tool version, args)
 Group = tuple[str, str, str | None]  # (tool, args, id of the document whose search exclusion applies)

@@ -120,7 +120,7 @@ _CHUNK = re.compile(r"[^.;:!?()\[\]\"“”«»„\n,]+")
 def _langid() -> Any:
     from py3langid.langid import MODEL_FILE, LanguageIdentifier
 
-    from toolformer.tools.mt import LANGID_TO_NLLB
+    from toolformer.tools.mt.langid import LANGID_TO_NLLB
 
     identifier = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
     # Only languages the MT tool (NLLB) can translate: a chunk in any other language is of no use to it.

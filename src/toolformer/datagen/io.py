@@ -24,7 +24,7 @@ from typing import Any
 
 from toolformer.datagen.records import Document
 from toolformer.errors import ConfigError, DataError
-from toolformer.inputs import iter_lines, read_text
+from toolformer.inputs import get_field, iter_lines, read_text
 
 FORMATS = ("auto", "jsonl", "json", "gsm8k", "gsm8k-answer", "text", "parquet", "hf")
 _JSONL_SUFFIXES = (".jsonl", ".jsonl.gz", ".ndjson", ".ndjson.gz", ".json.gz")
@@ -264,28 +264,6 @@ def _iter_hf(source: Source) -> Iterator[tuple[str, Any]]:
         ds = ds[source.split]
     for number, row in enumerate(ds, 1):
         yield f"{source.name}:{number}", row
-
-
-def get_field(record: Any, dotted: str) -> Any:
-    """`record[a][b]...` for `dotted="a.b"` (list items by number: `messages.0.content`); KeyError if absent.
-
-    A key that itself contains dots (`{"meta.text": ...}`) is found too: the whole name is tried first.
-    """
-    if isinstance(record, dict) and dotted in record:
-        return record[dotted]
-    value = record
-    for part in dotted.split("."):
-        if isinstance(value, dict) and part in value:
-            value = value[part]
-        elif (
-            isinstance(value, (list, tuple))
-            and part.lstrip("-").isdigit()
-            and -len(value) <= int(part) < len(value)
-        ):
-            value = value[int(part)]
-        else:
-            raise KeyError(dotted)
-    return value
 
 
 def record_id(value: Any, fallback_id: str, id_field: str | None) -> str:

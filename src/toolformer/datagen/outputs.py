@@ -262,7 +262,8 @@ class AnnotateFolder:
         if why:
             self.notes.append(f"{len(ids)} documents without a call have no text: {why}")
             return {}, why
-        from toolformer.datagen.annotate import AnnotateConfig, input_documents
+        from toolformer.datagen.config import AnnotateConfig
+        from toolformer.datagen.plan import input_documents
 
         _, manifest = self.manifests()[0]
         known = AnnotateConfig.__dataclass_fields__

@@ -12,7 +12,8 @@ Importing this package does not import torch.
 """
 
 from toolformer.evals.config import EvalConfig
-from toolformer.evals.evaluate import EvalResults, evaluate
+from toolformer.evals.evaluate import evaluate
 from toolformer.evals.report import write_outputs
+from toolformer.evals.results import EvalResults
 
 __all__ = ["EvalConfig", "EvalResults", "evaluate", "write_outputs"]

@@ -10,7 +10,7 @@ from typing import Any
 
 from toolformer.configs import field_default, field_help
 from toolformer.errors import ConfigError
-from toolformer.models import DEFAULT_MODEL
+from toolformer.models.aliases import DEFAULT_MODEL
 
 MODES = ("tools", "disabled", "baseline")
 

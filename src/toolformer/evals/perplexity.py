@@ -53,10 +53,10 @@ def perplexity(
     """Score `texts` with `model`; `on_batch(n)` is called after each batch of n texts."""
     import torch
 
-    from toolformer.runtime.decode import _Vocab
+    from toolformer.runtime.choose import hf_call_tokens
 
-    vocab = _Vocab.of(tokenizer, int(model.config.vocab_size))
-    bracket = vocab.bracket
+    vocab = hf_call_tokens(tokenizer, int(model.config.vocab_size))
+    bracket = torch.from_numpy(vocab.bracket)
     device = next(model.parameters()).device
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     encoded = [tokenizer.encode(t, add_special_tokens=False)[:max_tokens] for t in texts]

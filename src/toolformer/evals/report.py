@@ -3,9 +3,10 @@
 report.md: notices first (e.g. a tool mode that made no call), then accuracy per dataset (rows) and mode (columns)
 with the share of examples with a call, the tool ceiling and how much of it mode tools realises, tool choice (%
 of examples calling each tool, paper Table 10), perplexity with tools disabled against the baseline (Table 8),
-and the trigger top-k sweep. results.json holds the config and every number; predictions.jsonl one line per
-example and mode (prompt, text with calls, answer the metric read, extracted value, gold, correct, calls);
-ceiling.jsonl one line per example of the ceiling (tool, input, output, hit).
+why mode tools' math answers are wrong (`evals.analysis`) and the trigger top-k sweep. results.json holds the
+config and every number; predictions.jsonl one line per example and mode (prompt, text with calls, answer the
+metric read, extracted value, gold, correct, calls); ceiling.jsonl one line per example of the ceiling (tool,
+input, output, hit).
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from toolformer.evals import suites
-from toolformer.evals.evaluate import EvalResults, Run
+from toolformer.evals import analysis, suites
+from toolformer.evals.results import EvalResults, Run
 
 logger = logging.getLogger(__name__)
 
@@ -232,6 +233,15 @@ def markdown_report(results: EvalResults, plot: str | None = "plot.png") -> str:
             "",
             "Δ: the model's perplexity relative to the baseline's (model / baseline − 1); tools should cost no "
             "language modelling.",
+        ]
+    if results.errors:
+        lines += [
+            "",
+            "## Why math answers are wrong (mode tools; % of the wrong answers, count in parentheses)",
+            "",
+            _markdown(*analysis.error_table(results.errors)),
+            "",
+            analysis.NOTE,
         ]
     if results.sweep():
         lines += [

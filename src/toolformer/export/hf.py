@@ -17,7 +17,8 @@ def is_adapter_dir(path: str | Path) -> bool:
 
 def load_merged(spec: str, dtype: str | None = None) -> tuple[Any, Any]:
     """`(model, tokenizer)` for `spec`; an adapter folder is loaded onto its base model and merged into it."""
-    from toolformer.models import _prepare_tokenizer, load_model
+    from toolformer.models.hf import _prepare_tokenizer
+    from toolformer.models.load import load_model
 
     if not is_adapter_dir(spec):
         return load_model(spec, dtype=dtype)

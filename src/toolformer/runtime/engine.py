@@ -16,8 +16,9 @@ from typing import Any
 
 from toolformer.calls import Call
 from toolformer.errors import ConfigError
-from toolformer.runtime.decode import CallTrace, DecodeConfig, Event, Generation, generate
+from toolformer.runtime.decode import generate
 from toolformer.runtime.prompts import STOP, few_shot_prompt, tools_header, zero_shot_prompt
+from toolformer.runtime.results import CallTrace, DecodeConfig, Event, Generation
 from toolformer.tools import ToolRegistry, load_tools
 
 
@@ -42,7 +43,7 @@ def model_prompt_style(model: Any) -> str:
     `toolformer.json` holds `{"prompt": "zero-shot"}` (a trained Toolformer), else "few-shot"."""
     if model is None:
         return "few-shot"
-    from toolformer.models import model_meta
+    from toolformer.models.adapters import model_meta
 
     style = model_meta(model).get("prompt", "few-shot")
     if style not in PROMPT_STYLES:
@@ -104,7 +105,8 @@ class Toolformer:
         'auto' (llama.cpp for a .gguf path when llama-cpp-python is installed, else transformers). `n_ctx` and
         `n_threads` apply to llama.cpp only.
         """
-        from toolformer.models import DEFAULT_MODEL, load_model
+        from toolformer.models.aliases import DEFAULT_MODEL
+        from toolformer.models.load import load_model
         from toolformer.runtime.llamacpp import DEFAULT_CTX, choose_backend, load_llamacpp
 
         name = model or DEFAULT_MODEL

@@ -1,11 +1,11 @@
 """Tool-executing decoding on llama.cpp (llama-cpp-python): `runtime.decode.generate`'s calls and results, on a GGUF.
 
 The model is evaluated with llama-cpp-python's low-level `Llama.eval`, and the next token is chosen from the last
-position's logits here, with the same rules as the transformers backend (greedy/top-p sampling, `disabled` and
-`max_calls` masking every token that contains "[", call names held to the loaded tools' (`runtime.callnames`),
-the `trigger_top_k` rule, `force_arrow`, stop strings). When a
-call's `)` or `→` is written the tool runs, and its result plus "]" is evaluated on the same KV cache as one chunk:
-the prefix is never re-encoded. Prompts run one after another on one llama.cpp context; a prompt that shares a
+position's logits by the transformers backend's own rules (`runtime.choose`: greedy/top-p sampling, `disabled` and
+`max_calls` masking every token that contains "[", call names held to the loaded tools', the `trigger_top_k`
+rule) and taken by the same row logic (`runtime.rows`: `force_arrow`, stop strings, streaming). When a call's `)`
+or `→` is written the tool runs, and its result plus "]" is evaluated on the same KV cache as one chunk: the
+prefix is never re-encoded. Prompts run one after another on one llama.cpp context; a prompt that shares a
 prefix with the one before (a few-shot prompt) reuses that part of the cache. With quantised weights llama.cpp's
 arithmetic depends a little on how many tokens go in one batch, so a greedy near-tie can break differently when
 part of a prompt comes from the cache (seen once in four benchmark prompts on the Q4_1 SmolLM2).
@@ -26,23 +26,16 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from toolformer.calls import Call, find_calls, sanitize_result
 from toolformer.errors import ConfigError, ModelNotFoundError, require
-from toolformer.runtime.callnames import CallNames, VocabTexts
-from toolformer.runtime.decode import (
-    CallTrace,
-    DecodeConfig,
-    Event,
-    Generation,
-    plan_feed,
-    settle_results,
-)
+from toolformer.runtime.callnames import VocabTexts
+from toolformer.runtime.choose import CallTokens, NumpyLogits, TokenChooser
+from toolformer.runtime.results import DecodeConfig, Event, Generation
+from toolformer.runtime.rows import Row, RowSetup
 from toolformer.tools import ToolRegistry
 
 logger = logging.getLogger(__name__)
@@ -192,14 +185,27 @@ class LlamaCppModel:
         self.name = str(path)
         self.tokenizer = LlamaCppTokenizer(self.llm, self.metadata.get("tokenizer.chat_template"))
         self.n_vocab = int(self.llm.n_vocab())
-        self._vocab: _Vocab | None = None
+        self._call_tokens: CallTokens | None = None
+        self._vocab_texts: VocabTexts | None = None
 
     @property
-    def call_vocab(self) -> _Vocab:
-        """The '['-token sets of this model's vocabulary, built on first use."""
-        if self._vocab is None:
-            self._vocab = _Vocab(self.tokenizer)
-        return self._vocab
+    def call_tokens(self) -> CallTokens:
+        """The call tokens ('['-holding, call-opening) of this model's vocabulary, built on first use."""
+        if self._call_tokens is None:
+            pieces = self.tokenizer.pieces
+            self._call_tokens = CallTokens.from_texts(
+                {i: p.decode("utf-8", errors="replace") for i, p in enumerate(pieces) if b"[" in p}
+            )
+        return self._call_tokens
+
+    @property
+    def vocab_texts(self) -> VocabTexts:
+        """Every token's text (for the call-name constraint), built on first use."""
+        if self._vocab_texts is None:
+            self._vocab_texts = VocabTexts(
+                [p.decode("utf-8", errors="replace") for p in self.tokenizer.pieces]
+            )
+        return self._vocab_texts
 
     @property
     def n_tokens(self) -> int:
@@ -252,36 +258,10 @@ class LlamaCppModel:
         self.llm.close()
 
 
-class _Vocab:
-    """Token-id sets: tokens whose text contains '[' (masked when calls are off) and tokens that start a call,
-    and every token's text (for `CallNames`)."""
-
-    def __init__(self, tokenizer: LlamaCppTokenizer) -> None:
-        has = [i for i, p in enumerate(tokenizer.pieces) if b"[" in p]
-        starts = [i for i in has if tokenizer.pieces[i].decode("utf-8", errors="replace").strip() == "["]
-        self.bracket = np.array(has, dtype=np.int64)
-        self.call_start = np.array(starts or has[:1], dtype=np.int64)
-        self.texts = VocabTexts([p.decode("utf-8", errors="replace") for p in tokenizer.pieces])
-
-
-@dataclass
-class _Row:
-    index: int
-    prompt: str
-    ids: list[int] = field(default_factory=list)
-    text: str = ""
-    offset: int = 0
-    calls: list[CallTrace] = field(default_factory=list)
-    new_tokens: int = 0
-    forced: int = 0
-    finish: str | None = None
-    emitted: int = 0
-    triggers: int = 0
-
-
 def resolve_gguf(spec: str) -> Path:
     """The GGUF file behind a model spec: a `.gguf` path, or a built-in alias's file; ConfigError otherwise."""
-    from toolformer.models import _obtain_gguf, _resolve
+    from toolformer.models.gguf import _obtain_gguf
+    from toolformer.models.resolve import _resolve
     from toolformer.paths import toolformer_home
 
     source = _resolve(spec)
@@ -324,155 +304,35 @@ def load_llamacpp(
     return model
 
 
-def _choose(
-    logits: np.ndarray,
-    row: _Row,
-    config: DecodeConfig,
-    vocab: _Vocab,
-    names: CallNames,
-    rng: np.random.Generator,
-) -> int:
-    """The next token for `row`: the same rules, in the same order, as the transformers backend."""
-    if config.disabled or len(row.calls) >= config.max_calls:
-        logits[vocab.bracket] = -np.inf
-    else:
-        # A call can only name a loaded tool: after "[" only tokens spelling one of their `Name(`.
-        rule, in_call = names.state(row.text[row.offset :])
-        if rule is not None and rule.ids.size:
-            if rule.only:
-                kept = logits[rule.ids]
-                logits[:] = -np.inf
-                logits[rule.ids] = kept
-            else:
-                logits[rule.ids] = -np.inf
-        if config.trigger_top_k and not in_call and row.triggers < config.max_calls:
-            k = min(config.trigger_top_k, logits.shape[0])
-            top = np.argpartition(-logits, k - 1)[:k]
-            top = top[np.argsort(-logits[top], kind="stable")]
-            hits = top[np.isin(top, vocab.call_start)]
-            hits = hits[np.isfinite(logits[hits])]  # never a "[" that no loaded name may follow
-            if hits.size:
-                row.triggers += 1
-                return int(hits[0])
-    if not config.do_sample:
-        return int(np.argmax(logits))
-    scaled = logits.astype(np.float64) / config.temperature
-    probs = np.exp(scaled - scaled.max())
-    probs /= probs.sum()
-    if config.top_p < 1.0:
-        order = np.argsort(-probs, kind="stable")
-        sorted_p = probs[order]
-        keep = np.cumsum(sorted_p) - sorted_p < config.top_p
-        probs = np.zeros_like(probs)
-        probs[order[keep]] = sorted_p[keep]
-        probs /= probs.sum()
-    return int(rng.choice(probs.shape[0], p=probs))
-
-
 def _generate_one(
     model: LlamaCppModel,
-    row: _Row,
+    row: Row,
     tools: ToolRegistry,
-    config: DecodeConfig,
-    vocab: _Vocab,
-    rng: np.random.Generator,
-    emit: Callable[[Event], None],
+    choose: TokenChooser,
     cancelled: Callable[[int], bool] | None = None,
 ) -> Generation:
-    tok = model.tokenizer
+    """Decode one row to its end: the tool runs in this thread, and its result goes in with the call's tokens."""
     started = time.perf_counter()
-    pad_id = tok.pad_token_id if tok.pad_token_id is not None else 0
-    prompt_ids = tok.encode(row.prompt) or [pad_id]
-    arrow_ids = tok.encode(" →")
-
-    def flush_text(final: bool = False) -> None:
-        new = row.text[row.emitted :]
-        if new and (final or not new.endswith("\ufffd")):
-            row.emitted = len(row.text)
-            emit(Event("text", row.index, new))
-
-    def finish(reason: str) -> None:
-        row.finish = reason
-        flush_text(final=True)
-        emit(Event("done", row.index, finish_reason=reason))
-
-    def accept(token: int) -> tuple[list[int], tuple[Call, int] | None]:
-        """What to feed after sampling `token`, and the call to run now (with its start offset), if any."""
-        row.new_tokens += 1
-        if token in tok.eog_ids:
-            finish("stop")
-            return [], None
-        cand = tok.decode([*row.ids, token])
-        calls_left = len(row.calls) < config.max_calls and not config.disabled
-        feed, call_start = plan_feed(
-            cand, row.text, row.offset, token, calls_left, config.force_arrow, tok.encode, arrow_ids
-        )
-        if len(feed) > 1:
-            row.forced += len(feed) - 1
-        row.ids.extend(feed)
-        row.text = cand if feed == [token] else tok.decode(row.ids)
-        if call_start is not None:
-            call = find_calls(row.text[call_start:])[0].call
-            flush_text()
-            return feed, (Call(call.name, call.args), call_start)
-        for s in config.stop:
-            at = row.text.find(s, max(0, row.emitted - len(s)))
-            if s and at != -1:
-                row.text = row.text[:at]
-                finish("stop")
-                return [], None
-        flush_text()
-        if row.new_tokens >= config.max_new_tokens:
-            finish("length")
-            return [], None
-        return feed, None
-
-    def run_call(call: Call, call_start: int) -> list[int]:
-        out = tools.run(call, config.tool_timeout)
-        sep = "" if row.text.endswith(" ") else " "
-        forced = tok.encode(f"{sep}{sanitize_result(out.text)}]")
-        row.forced += len(forced)
-        row.ids.extend(forced)
-        row.text = tok.decode(row.ids)
-        row.offset = len(row.text)
-        trace = CallTrace(call.name, call.input, out.text, out.ok, out.seconds, call_start, len(row.text))
-        row.calls.append(trace)
-        flush_text()
-        emit(Event("call", row.index, trace=trace))
-        return forced
-
-    if len(prompt_ids) >= model.n_ctx:
+    if len(row.prompt_ids) >= model.n_ctx:
         raise ConfigError(
-            f"prompt has {len(prompt_ids)} tokens, more than the context size n_ctx={model.n_ctx}"
+            f"prompt has {len(row.prompt_ids)} tokens, more than the context size n_ctx={model.n_ctx}"
         )
-    names = vocab.texts.call_names(tools.names())
     if cancelled is None or not cancelled(row.index):  # a prompt whose client already left is never evaluated
-        model.start(prompt_ids)
+        model.start(row.prompt_ids)
     while row.finish is None:
         if cancelled is not None and cancelled(row.index):  # checked between tokens
-            finish("cancelled")
+            row.end("cancelled")
             break
-        feed, pending = accept(_choose(model.logits(), row, config, vocab, names, rng))
+        feed, call = row.accept(choose(model.logits(), row))
         if row.finish is not None:
             break
-        if pending is not None:
-            feed = feed + run_call(*pending)  # the call's tokens and its result go in as one chunk
+        if call is not None:  # the call's tokens and its result go in as one chunk
+            feed = feed + row.add_result(*call, tools.run(call[0], choose.config.tool_timeout))
         if model.n_tokens + len(feed) > model.n_ctx:
-            finish("length")
+            row.end("length")
             break
         model.feed(feed)
-    text, calls = settle_results(row.text, row.calls)
-    return Generation(
-        prompt=row.prompt,
-        text=text,
-        calls=calls,
-        finish_reason=row.finish or "length",
-        new_tokens=row.new_tokens,
-        forced_tokens=row.forced,
-        prompt_tokens=len(prompt_ids),
-        seconds=time.perf_counter() - started,
-        token_ids=list(row.ids),
-    )
+    return row.generation(time.perf_counter() - started)
 
 
 def generate(
@@ -491,15 +351,14 @@ def generate(
     if isinstance(prompts, str):
         prompts = [prompts]
     tools = tools if tools is not None else ToolRegistry()
-    vocab = model.call_vocab
+    tok = model.tokenizer
+    names = model.vocab_texts.call_names(tools.names())
     rng = np.random.default_rng(config.seed)
-
-    def emit(event: Event) -> None:
-        if on_event is not None:
-            on_event(event)
-
+    choose = TokenChooser(config, model.call_tokens, names, NumpyLogits(config, rng))
+    setup = RowSetup(tok, config, tok.eog_ids, on_event)
+    pad_id = tok.pad_token_id if tok.pad_token_id is not None else 0
     return [
-        _generate_one(model, _Row(index=i, prompt=p), tools, config, vocab, rng, emit, cancelled)
+        _generate_one(model, Row(setup, i, p, setup.encode(p) or [pad_id]), tools, choose, cancelled)
         for i, p in enumerate(prompts)
     ]
 

@@ -16,7 +16,7 @@ import inspect
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
-from toolformer.runtime.decode import DecodeConfig, Event, Generation
+from toolformer.runtime.results import DecodeConfig, Event, Generation
 from toolformer.tools import ToolRegistry
 
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from toolformer.errors import ToolformerError
-from toolformer.runtime.decode import DecodeConfig, Event, Generation
+from toolformer.runtime.results import DecodeConfig, Event, Generation
 
 logger = logging.getLogger(__name__)
 

@@ -1,8 +1,15 @@
-"""`ApiError`: a client-facing failure with its HTTP status, rendered in the OpenAI error shape."""
+"""`ApiError`: a client-facing failure with its HTTP status, rendered in the OpenAI error shape (`as_api_error`)."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from typing import Any
+
+from toolformer.errors import ConfigError
+from toolformer.serve.batcher import Cancelled
+
+logger = logging.getLogger(__name__)
 
 _TYPES = {
     400: "invalid_request_error",
@@ -34,3 +41,17 @@ class ApiError(Exception):
 
     def body(self) -> dict[str, Any]:
         return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
+
+
+def as_api_error(exc: BaseException) -> ApiError:
+    """What a client is told about `exc`: itself if an ApiError, 504, 503 (cancelled), 400 (config) or a logged 500."""
+    if isinstance(exc, ApiError):
+        return exc
+    if isinstance(exc, (TimeoutError, asyncio.TimeoutError)):
+        return ApiError(504, "the request timed out", code="timeout")
+    if isinstance(exc, Cancelled):
+        return ApiError(503, str(exc), code="cancelled")
+    if isinstance(exc, ConfigError):
+        return ApiError(400, str(exc))
+    logger.error("request failed", exc_info=exc)
+    return ApiError(500, f"internal error: {type(exc).__name__}", code="internal_error")

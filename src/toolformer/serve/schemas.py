@@ -7,9 +7,12 @@ each choice's `tool_trace` (the calls the server ran: tool, input, output, ok, m
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+if TYPE_CHECKING:
+    from toolformer.runtime.results import CallTrace
 
 
 class _Request(BaseModel):
@@ -128,11 +131,28 @@ class TraceEntry(_Response):
     start: int
     end: int
 
+    @classmethod
+    def of(cls, call: CallTrace) -> TraceEntry:
+        """The entry of a call the decoder ran (its seconds as milliseconds)."""
+        return cls(
+            tool=call.tool,
+            input=call.input,
+            output=call.output,
+            ok=call.ok,
+            ms=round(call.seconds * 1000, 3),
+            start=call.start,
+            end=call.end,
+        )
+
 
 class Usage(_Response):
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
+
+    @classmethod
+    def of(cls, prompt: int, completion: int) -> Usage:
+        return cls(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion)
 
 
 class ResponseMessage(_Response):
@@ -149,11 +169,20 @@ class ChatChoice(_Response):
     tool_trace: list[TraceEntry] = []
 
 
-class ChatCompletion(_Response):
+class _Envelope(_Response):
+    """The fields every completion-shaped response has, in this order (a subclass narrows `object` and `choices`;
+    pydantic keeps a field's place when a subclass redeclares it, so the JSON keys keep OpenAI's order)."""
+
     id: str
-    object: Literal["chat.completion"] = "chat.completion"
+    object: str
     created: int
     model: str
+    choices: list[Any]
+    usage: Usage | None = None
+
+
+class ChatCompletion(_Envelope):
+    object: Literal["chat.completion"] = "chat.completion"
     choices: list[ChatChoice]
     usage: Usage
 
@@ -184,13 +213,9 @@ class ChunkChoice(_Response):
     tool_trace: list[TraceEntry] | None = None
 
 
-class ChatCompletionChunk(_Response):
-    id: str
+class ChatCompletionChunk(_Envelope):
     object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
-    created: int
-    model: str
     choices: list[ChunkChoice]
-    usage: Usage | None = None
 
 
 class CompletionChoice(_Response):
@@ -201,13 +226,9 @@ class CompletionChoice(_Response):
     tool_trace: list[TraceEntry] | None = None
 
 
-class Completion(_Response):
-    id: str
+class Completion(_Envelope):
     object: Literal["text_completion"] = "text_completion"
-    created: int
-    model: str
     choices: list[CompletionChoice]
-    usage: Usage | None = None
 
 
 class ToolInfo(_Response):
@@ -245,3 +266,9 @@ class ErrorBody(_Response):
 
 class ErrorResponse(_Response):
     error: ErrorBody
+
+
+# What the OpenAPI docs list for the routes that answer in OpenAI's error shape.
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorResponse} for code in (400, 401, 404, 413, 429, 504)
+}

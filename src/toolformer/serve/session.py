@@ -23,9 +23,9 @@ from typing import Any
 
 from toolformer.calls import Call, CallSyntaxError
 from toolformer.errors import ConfigError
-from toolformer.runtime.decode import CallTrace, DecodeConfig, Event, Generation
 from toolformer.runtime.engine import Toolformer, _template_takes_tools, answer_config
 from toolformer.runtime.prompts import EXAMPLES, HEADER
+from toolformer.runtime.results import CallTrace, DecodeConfig, Event, Generation
 from toolformer.serve.batcher import Batcher, Cancelled
 from toolformer.serve.config import ServeConfig
 from toolformer.serve.errors import ApiError
@@ -267,12 +267,12 @@ class _Engine(Toolformer):
 
     def __init__(
         self,
-        backend: Any,
         batcher: Batcher,
         plan: ChatPlan | None,
         streamer: _Streamer | None,
         cancelled: Callable[[], bool],
     ) -> None:
+        backend = batcher.backend
         # The backend's prompt style: a trained Toolformer chats zero-shot here as in `Toolformer.chat`.
         style = getattr(backend, "prompt_style", None)
         super().__init__(None, backend.tokenizer, backend.tools, name=backend.name, prompt_style=style)
@@ -333,14 +333,11 @@ class _Engine(Toolformer):
 
 
 def run_chat(
-    plan: ChatPlan,
-    backend: Any,
-    batcher: Batcher,
-    sink: Sink | None = None,
-    cancelled: Callable[[], bool] = lambda: False,
+    plan: ChatPlan, batcher: Batcher, sink: Sink | None = None, cancelled: Callable[[], bool] = lambda: False
 ) -> Reply:
-    """Run one chat reply (blocking: call it from a worker thread). `sink` gets settled deltas and traces."""
-    engine = _Engine(backend, batcher, plan, None, cancelled)
+    """Run one chat reply on `batcher`'s backend (blocking: call it from a worker thread). `sink` gets settled
+    deltas and traces."""
+    engine = _Engine(batcher, plan, None, cancelled)
     inline = engine.chats_inline(plan.client_tools)  # one generation, as `Toolformer.chat` answers
     config = answer_config(plan.config) if inline else plan.config  # the stream must know the stop strings
     streamer = None
@@ -372,14 +369,14 @@ def run_chat(
 def run_completion(
     prompt: str,
     config: DecodeConfig,
-    backend: Any,
     batcher: Batcher,
     sink: Sink | None = None,
     cancelled: Callable[[], bool] = lambda: False,
 ) -> Reply:
-    """Continue a raw prompt, with inline tool calls (blocking: call it from a worker thread)."""
+    """Continue a raw prompt on `batcher`'s backend, with inline tool calls (blocking: call it from a worker
+    thread)."""
     streamer = _Streamer(sink, config.stop, json_calls=False) if sink is not None else None
-    engine = _Engine(backend, batcher, None, streamer, cancelled)
+    engine = _Engine(batcher, None, streamer, cancelled)
     gen = engine.generate([prompt], config, streamer.on_event if streamer is not None else None)[0]
     if streamer is not None:
         streamer.finish(gen.text)

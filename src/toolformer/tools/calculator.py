@@ -89,6 +89,12 @@ def normalize(expression: str) -> str:
 
 def evaluate(expression: str) -> Number:
     """Evaluate an arithmetic expression safely; raise ToolError with a one-line reason if it is not one."""
+    return _eval(parse(expression), _shorten(expression), 0)
+
+
+def parse(expression: str) -> ast.expr:
+    """The syntax tree `evaluate` walks: `expression` normalised, checked (length, characters, size) and parsed,
+    never run; ToolError with a one-line reason if it is not arithmetic text."""
     if not isinstance(expression, str):
         raise ToolError(f"expression must be text, got {type(expression).__name__}")
     shown = _shorten(expression)
@@ -110,7 +116,7 @@ def evaluate(expression: str) -> Number:
     for count, _node in enumerate(ast.walk(tree), 1):
         if count > MAX_NODES:
             raise ToolError(f"expression {shown} is too long (more than {MAX_NODES} parts)")
-    return _eval(tree.body, shown, 0)
+    return tree.body
 
 
 def format_number(value: Number) -> str:

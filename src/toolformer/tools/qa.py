@@ -15,7 +15,8 @@ from pathlib import Path
 
 from toolformer.errors import ToolError
 from toolformer.tools.base import Tool
-from toolformer.tools.wikisearch import Searcher, content_terms, shorten, split_sentences
+from toolformer.tools.wikisearch.searcher import Searcher
+from toolformer.tools.wikisearch.snippets import content_terms, shorten, split_sentences
 
 Reader = Callable[[str, list[str]], str]
 

@@ -120,7 +120,8 @@ def builtin_tools(
     from toolformer.tools.calendar_tool import calendar_tool
     from toolformer.tools.mt import mt_tool
     from toolformer.tools.qa import qa_tool
-    from toolformer.tools.wikisearch import Searcher, wikisearch_tool
+    from toolformer.tools.wikisearch import wikisearch_tool
+    from toolformer.tools.wikisearch.searcher import Searcher
 
     searcher = corpus if isinstance(corpus, Searcher) else Searcher(corpus)
     return ToolRegistry(

@@ -23,8 +23,6 @@ the model merely reads costs nothing. A text with no labelled token left is drop
 
 from __future__ import annotations
 
-import gzip
-import io
 import json
 import logging
 import random
@@ -37,6 +35,7 @@ from typing import Any
 
 from toolformer.calls import find_calls, strip_calls
 from toolformer.errors import DataError
+from toolformer.inputs import open_text
 
 logger = logging.getLogger(__name__)
 
@@ -124,12 +123,6 @@ class MixStats:
 # --------------------------------------------------------------------------------------------- reading
 
 
-def _open(path: Path) -> io.TextIOBase:
-    if path.name.lower().endswith(".gz"):
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8")
-    return open(path, encoding="utf-8")  # noqa: SIM115 - the caller closes it
-
-
 def data_files(path: str | Path) -> tuple[str, list[Path]]:
     """(kind, files) for `path`: an annotate folder's shards, a folder's JSONL files, or one file."""
     p = Path(path).expanduser()
@@ -152,7 +145,7 @@ def data_files(path: str | Path) -> tuple[str, list[Path]]:
 def iter_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """(line number, object) for every non-blank line; DataError naming file and line for one that is not an object."""
     try:
-        with _open(path) as fh:
+        with open_text(path) as fh:
             for number, line in enumerate(fh, 1):
                 if not line.strip():
                     continue

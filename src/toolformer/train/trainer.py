@@ -29,10 +29,11 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from toolformer.configs import resolve_device, use_bf16
+from toolformer.configs import resolve_device, trainer_arguments, use_bf16
 from toolformer.errors import ConfigError, DataError, MissingExtraError
 from toolformer.train.config import CONFIG_FILE, REPORT_FILE, TrainConfig
 from toolformer.train.data import MixStats, Text, encode_many, mix, read_corpus, why_no_training_texts
+from toolformer.versions import versions
 
 logger = logging.getLogger(__name__)
 
@@ -176,23 +177,9 @@ def _sft_config(
     names = {f.name for f in fields(SFTConfig)}
     kwargs: dict[str, Any] = dict(
         output_dir=str(ckpt_dir),
-        per_device_train_batch_size=config.batch_size,
-        per_device_eval_batch_size=config.batch_size,
-        gradient_accumulation_steps=config.grad_accum,
-        learning_rate=config.lr,
-        lr_scheduler_type="linear",
-        warmup_steps=config.warmup_ratio,  # a float in [0, 1) is a share of the total steps
-        weight_decay=config.weight_decay,
-        max_grad_norm=1.0,
-        num_train_epochs=config.epochs,
-        max_steps=config.max_steps if config.max_steps is not None else -1,
-        bf16=bf16,
-        fp16=False,
-        use_cpu=device == "cpu",
+        **trainer_arguments(config, device, bf16),
         logging_steps=config.logging_steps,
-        logging_first_step=True,
         eval_strategy="steps" if has_dev else "no",
-        eval_steps=config.eval_steps,
         eval_on_start=has_dev and not resuming,
         save_strategy="steps",
         save_steps=config.save_steps,
@@ -200,14 +187,9 @@ def _sft_config(
         load_best_model_at_end=has_dev,
         metric_for_best_model="eval_loss" if has_dev else None,
         greater_is_better=False,
-        report_to=[],
-        disable_tqdm=True,
-        seed=config.seed,
-        data_seed=config.seed,
         max_length=config.max_length,
         packing=False,
         include_num_input_tokens_seen="non_padding",
-        dataloader_pin_memory=device != "cpu",
         remove_unused_columns=True,
     )
     # Checkpointing was renamed in transformers 5.x; TRL defaults it to on, which costs ~30 % on a small model.
@@ -266,18 +248,6 @@ def _quiet_datasets() -> Any:
             ds_logging.enable_progress_bar()
 
 
-def _versions() -> dict[str, str]:
-    from importlib import metadata
-
-    import toolformer
-
-    out = {"toolformer": toolformer.__version__}
-    for dist in ("torch", "transformers", "trl", "peft"):
-        with contextlib.suppress(metadata.PackageNotFoundError):
-            out[dist] = metadata.version(dist)
-    return out
-
-
 def _curves(log_history: list[dict[str, Any]]) -> tuple[list[dict[str, float]], list[dict[str, float]]]:
     from toolformer.train.progress import _ppl
 
@@ -326,7 +296,7 @@ def _trainer_class(fused_head: bool) -> type:
 def _mark_trained_toolformer(out: Path) -> None:
     """Mark `out` as a trained Toolformer (`{"prompt": "zero-shot"}` in its toolformer.json, other keys kept):
     `ask` and `chat` then prompt it zero-shot, as its training texts read (see `runtime.engine`)."""
-    from toolformer.models import META_FILE
+    from toolformer.models.aliases import META_FILE
 
     path = out / META_FILE
     meta = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
@@ -363,7 +333,7 @@ def train(
     device = resolve_device(config.device)
     bf16 = use_bf16(config.bf16, device)
     if model is None or tokenizer is None:
-        from toolformer.models import load_model
+        from toolformer.models.load import load_model
 
         model, tokenizer = load_model(config.model, device=device, dtype="float32")
     train_rows, dropped = _rows(tokenizer, train_texts, config)
@@ -479,7 +449,7 @@ def _run(
         step_seconds_median=statistics.median(step_seconds) if step_seconds else None,
         seconds=time.time() - started,
         tensorboard=tb_dir,
-        versions=_versions(),
+        versions=versions("torch", "transformers", "trl", "peft"),
     )
     # The report goes in last: it marks the output folder as a finished run.
     (out / REPORT_FILE).write_text(json.dumps(report.to_dict(), indent=2) + "\n", encoding="utf-8")

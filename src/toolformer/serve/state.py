@@ -1,0 +1,94 @@
+"""`ServerState`: what one app's routes share (backend, batcher, worker threads, limiter, metrics), as a dependency.
+
+`create_app` builds one and puts it on `app.state.server`; a route takes it with `state: State` (`server_state`).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+
+from toolformer.serve.batcher import Batcher
+from toolformer.serve.config import ServeConfig
+from toolformer.serve.errors import ApiError
+from toolformer.serve.gate import KeyLimiter
+from toolformer.serve.metrics import Metrics
+from toolformer.serve.schemas import ModelCard, ToolInfo
+from toolformer.serve.session import Reply
+
+
+@dataclass
+class ServerState:
+    """One server's shared parts; `build` makes them (the batcher started), `close` stops them."""
+
+    backend: Any
+    config: ServeConfig
+    batcher: Batcher
+    metrics: Metrics
+    pool: ThreadPoolExecutor  # runs each request's chat loop; the model itself runs on the batcher's thread
+    limiter: KeyLimiter
+    playground: str  # the page at `/`
+    created: int = field(default_factory=lambda: int(time.time()))
+
+    @classmethod
+    def build(cls, backend: Any, config: ServeConfig) -> ServerState:
+        batcher = Batcher(backend, config.max_batch, config.batch_wait_ms / 1000)
+        metrics = Metrics(queue_depth=lambda: batcher.depth)
+        batcher.on_batch = metrics.batch_size.observe
+        state = cls(
+            backend=backend,
+            config=config,
+            batcher=batcher,
+            metrics=metrics,
+            pool=ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="request"),
+            limiter=KeyLimiter(config.max_concurrency_per_key),
+            playground=resources.files("toolformer.serve")
+            .joinpath("static/playground.html")
+            .read_text("utf-8"),
+        )
+        batcher.start()
+        return state
+
+    def close(self) -> None:
+        self.batcher.stop()
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+    def check_model(self, name: str) -> None:
+        if name != self.backend.name:
+            raise ApiError(
+                404,
+                f"model {name!r} is not served here (this server has {self.backend.name!r})",
+                param="model",
+                code="model_not_found",
+            )
+
+    def model_card(self) -> ModelCard:
+        tools = [ToolInfo(name=n, description=d) for n, d in self.backend.tools.describe()]
+        return ModelCard(id=self.backend.name, created=self.created, backend=self.backend.kind, tools=tools)
+
+    def observe(self, reply: Reply) -> None:
+        self.metrics.observe_reply(reply.prompt_tokens, reply.completion_tokens, reply.trace)
+
+    def abandon(self, cancel: threading.Event) -> None:
+        """Nothing more of this request is decoded: its rows leave their batch and its queued prompts go now."""
+        cancel.set()
+        self.batcher.prune()
+
+    def timeout_error(self) -> ApiError:
+        return ApiError(
+            504, f"the request took longer than {self.config.request_timeout:g} s", code="timeout"
+        )
+
+
+async def server_state(request: Request) -> ServerState:
+    # async: FastAPI would run a plain function on a worker thread, for every request
+    return request.app.state.server
+
+
+State = Annotated[ServerState, Depends(server_state)]
