@@ -24,7 +24,8 @@ from importlib import resources
 from pathlib import Path
 
 from toolformer.compress import CompressConfig, compress
-from toolformer.compress.measure import MeasureConfig, Measurement, measure
+from toolformer.compress.measure import Measurement, measure
+from toolformer.compress.pipeline import measure_config
 from toolformer.compress.report import Variant, markdown_table, write_report
 
 VARIANTS = {
@@ -122,14 +123,7 @@ def main() -> None:
         built.append((result.recipe["name"], spec, result.out, time.perf_counter() - t, result.recipe))
         print(f"built {result.recipe['name']} in {time.perf_counter() - t:.0f} s", flush=True)
 
-    mc = MeasureConfig(
-        gen_tokens=args.gen_tokens,
-        ppl_limit=args.ppl_limit,
-        ppl_max_tokens=args.ppl_max_tokens,
-        math_limit=args.math_limit,
-        math_datasets=args.math_datasets,
-        shots=args.shots,
-    )
+    mc = measure_config(args)  # the argparse namespace carries the same six fields as CompressConfig
     t = time.perf_counter()
     variants = [Variant("float32 (source)", "none", measure(args.model, mc))]
     print(f"measured the source in {time.perf_counter() - t:.0f} s", flush=True)
