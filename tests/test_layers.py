@@ -16,7 +16,9 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("errors", "calls", "inputs", "paths", "configs", "heldout", "progress", "versions"),
     ("tools",),
     ("models",),
-    ("runtime",),
+    # `runlog` stores the runtime's answers and calls for `ask`/`chat` and `serve`; `doctor` checks what the
+    # models, tools and runtime need, finding each thing the way they do
+    ("runtime", "runlog", "doctor"),
     ("datagen", "train", "evals", "export"),  # the paper's pipeline
     ("compress", "adapt", "augment"),  # the toolchain around it
     ("serve",),

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from toolformer.cli import adapt, augment, chat, compress, evaluate, export, serve, train
+from toolformer.cli import adapt, augment, chat, compress, doctor, evaluate, export, logs, serve, train
 from toolformer.cli.annotate import annotate_app
 from toolformer.cli.common import LiteralHelp, clean_errors, print_error
 from toolformer.cli.index import index_app
@@ -31,6 +31,8 @@ app.command("export")(export.export_command)
 app.command("adapt")(adapt.adapt_command)
 app.command("augment")(augment.augment_command)
 app.command()(serve.serve)
+app.command()(doctor.doctor)
+app.command("logs")(logs.logs_command)
 app.add_typer(tools_app, name="tools")
 app.add_typer(index_app, name="index")
 app.add_typer(annotate_app, name="annotate")

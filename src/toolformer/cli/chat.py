@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import sys
+import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -14,12 +16,14 @@ from toolformer.cli.common import (
     BACKEND_HELP,
     CORPUS_HELP,
     MODEL_HELP,
+    NO_LOG_HELP,
     STREAM_HELP,
     TOOLS_HELP,
     clean_errors,
     console,
     err_console,
     render_text,
+    run_log,
     tool_options,
     trace_table,
 )
@@ -53,6 +57,7 @@ def ask(
     backend: str = typer.Option("auto", "--backend", help=BACKEND_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
     stream: bool | None = typer.Option(None, "--stream/--no-stream", help=STREAM_HELP),
+    no_log: bool = typer.Option(False, "--no-log", help=NO_LOG_HELP),
 ) -> None:
     """Answer with tool calls: `toolformer ask "What is 23 times 47?"`."""
     from toolformer.runtime.decode import DecodeConfig
@@ -70,8 +75,11 @@ def ask(
     )
     with err_console.status("loading model"):
         tf = Toolformer.load(model, tools, backend=backend, **tool_options(corpus, mt_model))
+    runlog = run_log(no_log)
     printer = _answer_printer(stream, as_json, stops=config.stop or STOP)
+    start = time.perf_counter()
     gen = tf.ask(question, config, on_event=printer.on_event if printer else None)
+    ms = (time.perf_counter() - start) * 1000
     if as_json:
         print(
             json.dumps(
@@ -80,15 +88,28 @@ def ask(
                 indent=2,
             )
         )
-        return
-    if printer is not None:
-        printer.finish(gen.text)
     else:
-        console.print(render_text(gen.text.strip()))
-    if gen.calls:
-        console.print(trace_table(gen.calls))
-    else:
-        err_console.print("[dim](no tool call)[/dim]")
+        if printer is not None:
+            printer.finish(gen.text)
+        else:
+            console.print(render_text(gen.text.strip()))
+        if gen.calls:
+            console.print(trace_table(gen.calls))
+        else:
+            err_console.print("[dim](no tool call)[/dim]")
+    if runlog is not None:  # after the answer is out: a slow or failing log never holds it back
+        runlog.record(
+            source="ask",
+            model=tf.name,
+            prompt=question,
+            answer=gen.text,
+            calls=gen.calls,
+            prompt_tokens=gen.prompt_tokens,
+            completion_tokens=gen.new_tokens,
+            duration_ms=ms,
+            options=config,
+            finish_reason=gen.finish_reason,
+        )
 
 
 @clean_errors
@@ -100,6 +121,7 @@ def chat(
     system: str = typer.Option(None, help="System prompt."),
     backend: str = typer.Option("auto", "--backend", help=BACKEND_HELP),
     stream: bool | None = typer.Option(None, "--stream/--no-stream", help=STREAM_HELP),
+    no_log: bool = typer.Option(False, "--no-log", help=NO_LOG_HELP),
 ) -> None:
     """Chat in the terminal through the model's chat template; tools run as the model calls them."""
     from toolformer.runtime.decode import DecodeConfig
@@ -109,6 +131,8 @@ def chat(
     with err_console.status("loading model"):
         tf = Toolformer.load(model, tools, backend=backend)
     config = DecodeConfig(max_new_tokens=max_new_tokens, max_calls=max_calls)
+    runlog = run_log(no_log)
+    conversation = uuid.uuid4().hex  # every turn of this session is logged under it
     messages: list[dict[str, Any]] = [{"role": "system", "content": system}] if system else []
     err_console.print(f"[dim]{tf.name} with {', '.join(tf.tools.names())}. Ctrl-D to quit.[/dim]")
     while True:
@@ -122,7 +146,9 @@ def chat(
         printer = _answer_printer(stream, False, stops=config.stop, json_calls=True)
         if printer is not None:
             printer.begin(Text("model> ", style="bold green"))
+        start = time.perf_counter()
         result = tf.chat(messages, config, on_event=printer.on_event if printer else None)
+        ms = (time.perf_counter() - start) * 1000
         added = result.messages[len(messages) :]
         messages = result.messages
         if printer is not None:  # every round's content, as the stream showed them
@@ -133,3 +159,17 @@ def chat(
             console.print(Text("model> ", style="bold green") + render_text(result.content.strip()))
         if result.calls:
             console.print(trace_table(result.calls))
+        if runlog is not None:
+            runlog.record(
+                source="chat",
+                model=tf.name,
+                prompt=line,
+                answer=result.content,
+                calls=result.calls,
+                prompt_tokens=result.prompt_tokens,
+                completion_tokens=result.completion_tokens,
+                duration_ms=ms,
+                conversation_id=conversation,
+                options=config,
+                finish_reason=result.finish_reason,
+            )

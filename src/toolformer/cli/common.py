@@ -30,6 +30,7 @@ CORPUS_HELP = (
     "Markdown/text files or an index directory (default: the shipped Wikipedia corpus)."
 )
 STREAM_HELP = "Print the answer as it is written, calls as they run (default: when stdout is a terminal)."
+NO_LOG_HELP = "Do not write to the run log (`toolformer logs`); TOOLFORMER_NO_LOG=1 does the same."
 
 
 def escape_help(command: Any) -> None:
@@ -88,6 +89,19 @@ def clean_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             raise typer.Exit(2) from None
 
     return wrapper
+
+
+def run_log(no_log: bool) -> Any:
+    """The run log `ask`, `chat` and `serve` write to (a `toolformer.runlog.RunLog`), or None when `--no-log` or
+    $TOOLFORMER_NO_LOG turns it off; a failed write is one warning line on stderr, and the answer still goes out."""
+    from toolformer.runlog import open_run_log
+
+    def warn(message: str) -> None:
+        err_console.print(
+            Text.assemble(("warning:", "yellow"), " ", message), soft_wrap=True, highlight=False
+        )
+
+    return open_run_log(not no_log, warn=warn)
 
 
 def render_text(text: str) -> Text:

@@ -11,9 +11,11 @@ from toolformer.cli.common import (
     BACKEND_HELP,
     CORPUS_HELP,
     MODEL_HELP,
+    NO_LOG_HELP,
     TOOLS_HELP,
     clean_errors,
     err_console,
+    run_log,
     tool_options,
 )
 from toolformer.cli.options import config_command, opt
@@ -55,6 +57,7 @@ def serve(
     corpus: Path = typer.Option(None, help=CORPUS_HELP),
     mt_model: str = typer.Option(None, help="Translation model for MT (directory or hub id)."),
     log_level: str = typer.Option("info", help="Server log level: debug, info, warning, error."),
+    no_log: bool = typer.Option(False, "--no-log", help=NO_LOG_HELP),
 ) -> None:
     """Serve the model over an OpenAI-compatible API, tools running inside the server: `toolformer serve`.
 
@@ -75,4 +78,4 @@ def serve(
         f"{'; API key required' if config.api_keys else ''}[/dim]",
         highlight=False,
     )
-    uvicorn.run(create_app(be, config), host=host, port=port, log_level=log_level.lower())
+    uvicorn.run(create_app(be, config, run_log(no_log)), host=host, port=port, log_level=log_level.lower())

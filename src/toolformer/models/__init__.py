@@ -29,7 +29,7 @@ from toolformer.models.aliases import (
     ModelAlias,
     adapter_dir,
 )
-from toolformer.models.cache import CACHE_FORMAT, MARKER, cache_model
+from toolformer.models.cache import CACHE_FORMAT, MARKER, cache_model, cache_status
 from toolformer.models.hub import HUB_TIMEOUT_S
 from toolformer.models.load import load_model, load_tokenizer, resolve_model
 from toolformer.models.resolve import cache_dir
@@ -51,6 +51,7 @@ __all__ = [
     "adapter_dir",
     "cache_dir",
     "cache_model",
+    "cache_status",
     "load_model",
     "load_tokenizer",
     "model_meta",

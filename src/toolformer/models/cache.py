@@ -252,11 +252,26 @@ def _load_cached(source: _Source, dtype: Any) -> tuple[PreTrainedModel, PreTrain
         return _hf._load_dir(str(cache), dtype, local_only=True)
 
 
-def cache_model(name_or_path: str = DEFAULT_MODEL, rebuild: bool = False) -> Path:
-    """Convert an alias or .gguf file into its cache now (if needed) and return the cache directory."""
+def _cached_source(name_or_path: str) -> _Source:
+    """The source of a model toolformer caches (alias, adapter alias, .gguf file); ConfigError for others."""
     source = _resolve(name_or_path)
     if source.cache is None:
         raise ConfigError(
             f"model={name_or_path!r} is a {source.kind} model, which is not cached by toolformer"
         )
-    return _ensure_cache(source, "rebuild requested" if rebuild else None)
+    return source
+
+
+def cache_model(name_or_path: str = DEFAULT_MODEL, rebuild: bool = False) -> Path:
+    """Convert an alias or .gguf file into its cache now (if needed) and return the cache directory."""
+    return _ensure_cache(_cached_source(name_or_path), "rebuild requested" if rebuild else None)
+
+
+def cache_status(name_or_path: str = DEFAULT_MODEL) -> tuple[Path, str | None]:
+    """Where `cache_model` keeps a model's cache, and why that cache is not ready ("missing", …; None: ready).
+
+    Builds nothing: it reads the cache's marker and hashes the source's ends (milliseconds).
+    """
+    source = _cached_source(name_or_path)
+    assert source.cache is not None
+    return source.cache, _cache_problem(source.cache, _fingerprint(source))

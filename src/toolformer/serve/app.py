@@ -21,6 +21,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from toolformer.runlog import RunLog
 from toolformer.serve.config import ServeConfig
 from toolformer.serve.errors import ApiError, as_api_error
 from toolformer.serve.gate import Gate
@@ -28,10 +29,13 @@ from toolformer.serve.routes import ROUTERS
 from toolformer.serve.state import ServerState
 
 
-def create_app(backend: Any, config: ServeConfig | None = None) -> FastAPI:
-    """The server for `backend` (see `toolformer.serve.backend`); the batcher starts now and stops at shutdown."""
+def create_app(backend: Any, config: ServeConfig | None = None, runlog: RunLog | None = None) -> FastAPI:
+    """The server for `backend` (see `toolformer.serve.backend`); the batcher starts now and stops at shutdown.
+
+    With `runlog` (`toolformer.runlog.open_run_log()`), each reply is logged there, as `toolformer serve` does.
+    """
     config = config or ServeConfig()
-    state = ServerState.build(backend, config)
+    state = ServerState.build(backend, config, runlog)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -166,6 +166,11 @@ def convert_messages(messages: Sequence[ChatMessage]) -> list[dict[str, Any]]:
     return out
 
 
+def last_user_text(messages: Sequence[dict[str, Any]]) -> str:
+    """The last user message's text (what a chat request asks now, as the run log records it), else ""."""
+    return next((str(m.get("content") or "") for m in reversed(messages) if m.get("role") == "user"), "")
+
+
 def chat_plan(req: ChatCompletionRequest, serve: ServeConfig, backend: Any) -> ChatPlan:
     """Validate a chat request against the server and the backend's tools."""
     config = decode_config(req, serve, serve.default_max_tokens)

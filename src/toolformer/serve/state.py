@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from importlib import resources
@@ -14,6 +15,8 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
+from toolformer.runlog import RunLog
+from toolformer.runtime.results import DecodeConfig
 from toolformer.serve.batcher import Batcher
 from toolformer.serve.config import ServeConfig
 from toolformer.serve.errors import ApiError
@@ -35,9 +38,10 @@ class ServerState:
     limiter: KeyLimiter
     playground: str  # the page at `/`
     created: int = field(default_factory=lambda: int(time.time()))
+    runlog: RunLog | None = None  # where each reply is logged (`toolformer logs`); None: not logged
 
     @classmethod
-    def build(cls, backend: Any, config: ServeConfig) -> ServerState:
+    def build(cls, backend: Any, config: ServeConfig, runlog: RunLog | None = None) -> ServerState:
         batcher = Batcher(backend, config.max_batch, config.batch_wait_ms / 1000)
         metrics = Metrics(queue_depth=lambda: batcher.depth)
         batcher.on_batch = metrics.batch_size.observe
@@ -51,6 +55,7 @@ class ServerState:
             playground=resources.files("toolformer.serve")
             .joinpath("static/playground.html")
             .read_text("utf-8"),
+            runlog=runlog,
         )
         batcher.start()
         return state
@@ -58,6 +63,8 @@ class ServerState:
     def close(self) -> None:
         self.batcher.stop()
         self.pool.shutdown(wait=False, cancel_futures=True)
+        if self.runlog is not None:
+            self.runlog.close()
 
     def check_model(self, name: str) -> None:
         if name != self.backend.name:
@@ -74,6 +81,32 @@ class ServerState:
 
     def observe(self, reply: Reply) -> None:
         self.metrics.observe_reply(reply.prompt_tokens, reply.completion_tokens, reply.trace)
+
+    def logged(self, job: Callable[..., Reply], prompt: str, options: DecodeConfig) -> Callable[..., Reply]:
+        """`job` that also writes its reply to the run log once it is done, on the job's worker thread (the event
+        loop never waits on SQLite); a cancelled or failed job logs nothing, a failed write costs no reply."""
+        runlog = self.runlog
+        if runlog is None:
+            return job
+
+        def run(*args: Any, **kwargs: Any) -> Reply:
+            start = time.perf_counter()
+            reply = job(*args, **kwargs)
+            runlog.record(
+                source="serve",
+                model=self.backend.name,
+                prompt=prompt,
+                answer=reply.content,
+                calls=reply.trace,
+                prompt_tokens=reply.prompt_tokens,
+                completion_tokens=reply.completion_tokens,
+                duration_ms=(time.perf_counter() - start) * 1000,
+                options=options,
+                finish_reason=reply.finish_reason,
+            )
+            return reply
+
+        return run
 
     def abandon(self, cancel: threading.Event) -> None:
         """Nothing more of this request is decoded: its rows leave their batch and its queued prompts go now."""

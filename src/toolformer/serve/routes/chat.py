@@ -30,7 +30,7 @@ from toolformer.serve.schemas import (
     TraceEntry,
     Usage,
 )
-from toolformer.serve.session import Reply, chat_plan, run_chat
+from toolformer.serve.session import Reply, chat_plan, last_user_text, run_chat
 from toolformer.serve.sse import event_stream, sse, streaming
 from toolformer.serve.state import State
 from toolformer.serve.workers import CLIENT_GONE, ClientGone, run_blocking
@@ -44,7 +44,9 @@ async def chat_completions(body: ChatCompletionRequest, request: Request, state:
     plan = chat_plan(body, state.config, state.backend)
     release = state.limiter.acquire(api_key(request))
     rid, now = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
-    job = functools.partial(run_chat, plan, state.batcher)
+    job = state.logged(
+        functools.partial(run_chat, plan, state.batcher), last_user_text(plan.messages), plan.config
+    )
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         chunks = _Chunks(rid, now, state.backend.name, include_usage)

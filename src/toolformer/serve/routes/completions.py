@@ -44,7 +44,9 @@ async def completions(body: CompletionRequest, request: Request, state: State) -
         raise ApiError(400, "prompt must not be an empty list", param="prompt")
     release = state.limiter.acquire(api_key(request), len(prompts))  # every prompt is a row in flight
     rid, now = f"cmpl-{uuid.uuid4().hex}", int(time.time())
-    jobs = [functools.partial(run_completion, p, config, state.batcher) for p in prompts]
+    jobs = [
+        state.logged(functools.partial(run_completion, p, config, state.batcher), p, config) for p in prompts
+    ]
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         chunks = _Chunks(rid, now, state.backend.name, include_usage)

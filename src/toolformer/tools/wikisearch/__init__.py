@@ -45,6 +45,7 @@ from toolformer.tools.wikisearch.index import (
     Progress,
     build_index,
     index_info,
+    index_path,
     remembered_fields,
     resolve_fields,
 )
@@ -80,6 +81,7 @@ __all__ = [
     "excluding",
     "format_hits",
     "index_info",
+    "index_path",
     "normalize",
     "read_corpus",
     "remembered_fields",

@@ -50,7 +50,7 @@ def build_index(
     path = Path(corpus_path) if corpus_path is not None else default_corpus_path()
     fields = resolve_fields(path, text_field, title_field, id_field)
     digest = _content_hash(path, fields)
-    target = toolformer_home() / "indexes" / f"{_safe_name(name or _stem(path))}-{digest}"
+    target = _index_dir(path, name, digest)
     if not force and _index_ok(target):
         _mark_used(target)
         return target
@@ -99,6 +99,28 @@ def build_index(
     _mark_used(target)
     say(f"index ready: {target}")
     return target
+
+
+def index_path(
+    corpus_path: str | Path | None = None,
+    name: str | None = None,
+    text_field: str | None = None,
+    title_field: str | None = None,
+    id_field: str | None = None,
+) -> tuple[Path, bool]:
+    """Where `build_index` with these arguments keeps the index, and whether a complete one is there now.
+
+    Builds nothing; the corpus is read once to hash it (a second for the shipped corpus).
+    """
+    path = Path(corpus_path) if corpus_path is not None else default_corpus_path()
+    target = _index_dir(
+        path, name, _content_hash(path, resolve_fields(path, text_field, title_field, id_field))
+    )
+    return target, _index_ok(target)
+
+
+def _index_dir(path: Path, name: str | None, digest: str) -> Path:
+    return toolformer_home() / "indexes" / f"{_safe_name(name or _stem(path))}-{digest}"
 
 
 def resolve_fields(
