@@ -51,7 +51,9 @@ class AnnotateConfig:
     proposer: str = _opt(
         "rule",
         "Who proposes candidate calls: rule (pattern rules), data (calls already in the data, --format gsm8k), "
-        "lm (sampled from the model with the paper's prompts P(x)), or several, comma-separated (rule,lm).",
+        "lm (sampled from the model with the paper's prompts P(x)), your own module:function (propose(text) -> "
+        "[(position, tool, args), ...], see toolformer.datagen.proposers.user), or several, comma-separated "
+        "(rule,lm).",
     )
     model: str = _opt(
         "smollm2-135m-instruct",
@@ -107,9 +109,13 @@ class AnnotateConfig:
         if self.backend not in BACKENDS:
             raise ConfigError(f"backend={self.backend!r} is not one of {', '.join(BACKENDS)}")
         for name in self.proposer_names():
-            if name not in PROPOSERS:
+            if ":" in name:  # the user's module:attr; resolved now so a bad one fails before any model loads
+                from toolformer.datagen.proposers.user import load_proposer
+
+                load_proposer(name)
+            elif name not in PROPOSERS:
                 raise ConfigError(
-                    f"proposer={self.proposer!r}: {name!r} is not one of {', '.join(PROPOSERS)}"
+                    f"proposer={self.proposer!r}: {name!r} is not one of {', '.join(PROPOSERS)} or module:function"
                 )
         if self.sample_backend not in SAMPLE_BACKENDS:
             raise ConfigError(
@@ -142,7 +148,9 @@ class AnnotateConfig:
                 raise ConfigError(f"tau_f_tool[{tool!r}]={tau!r} must be a number")
 
     def proposer_names(self) -> list[str]:
-        return [p.strip().lower() for p in self.proposer.split(",") if p.strip()]
+        """The `proposer` items: built-in names lower-cased, the user's `module:attr` specs as written."""
+        items = [p.strip() for p in self.proposer.split(",") if p.strip()]
+        return [p if ":" in p else p.lower() for p in items]
 
     def tool_names(self) -> list[str]:
         return [t.strip() for t in self.tools.split(",") if t.strip()]

@@ -31,7 +31,7 @@ class Candidate:
     tool: str
     args: str
     position: int
-    source: str  # "lm" (sampled from P(x)), "rule", or "data" (already in the data set)
+    source: str  # "lm" (sampled from P(x)), "rule", "data" (already in the data set) or "user" (--proposer mod:fn)
     p_start: float | None = None  # p_i = p("[" | P(x), x_<i) for LM-sampled candidates
     result: str | None = None
     ok: bool | None = None  # the tool ran without error

@@ -1,12 +1,14 @@
 """The "Sample" step of data generation (paper §2): propose candidate calls c at character positions i of a text x.
 
-Three proposers share one interface, `propose(doc, tool) -> list[Candidate]` (`proposers.base.Proposer`):
+The proposers share one interface, `propose(doc, tool) -> list[Candidate]` (`proposers.base.Proposer`):
 
 - `RuleProposer` (`proposers.rules`): deterministic rules, for models too small to follow the annotation prompt.
 - `DataProposer` (`proposers.data`): calls already in the data (GSM8K's `<<48/2=24>>`, or inline `[Tool(args) →
   r]` calls).
 - `LMProposer` (`proposers.lm`): the paper's method. One forward pass over P(x) + x gives p_i = p("[" | P(x),
   x_<i) at every position; the top k positions with p_i > τ_s each get m sampled calls from [P(x), x_<i, "["].
+- the user's own (`proposers.user`): `--proposer mypkg.mod:propose`, a function `propose(text) -> [(position,
+  tool, args), ...]` or a Proposer object.
 
 `default_proposers` builds the ones `--proposer` names; `propose` runs them over a document's tools. The
 proposers' names are importable from here too.
@@ -47,6 +49,7 @@ from toolformer.datagen.proposers.rules import (
     mt_rules,
     relation_rules,
 )
+from toolformer.datagen.proposers.user import FunctionProposer, is_user_spec, load_proposer
 from toolformer.datagen.proposers.vllm_engine import VLLM_GPU_MEMORY, VLLM_STOP
 from toolformer.datagen.records import Candidate, Document
 from toolformer.errors import ConfigError
@@ -61,6 +64,7 @@ __all__ = [
     "VLLM_GPU_MEMORY",
     "VLLM_STOP",
     "DataProposer",
+    "FunctionProposer",
     "LMProposer",
     "Position",
     "Proposer",
@@ -76,6 +80,7 @@ __all__ = [
     "default_proposers",
     "gsm8k_answer_document",
     "gsm8k_document",
+    "load_proposer",
     "mt_rules",
     "paper_config",
     "propose",
@@ -107,7 +112,7 @@ def default_proposers(
     seed: int = 0,
     sample_backend: str = "transformers",
 ) -> list[Proposer]:
-    """The proposers named by `--proposer` (rule, data, lm).
+    """The proposers named by `--proposer` (rule, data, lm, or the user's `module:attr`, `proposers.user`).
 
     `data` proposes the calls the input already holds: GSM8K's `<<…>>` annotations (`--format gsm8k`) or inline
     `[Tool(args) → r]` calls, which are taken out of the text first (see `plan.make_item`). `lm` samples with the
@@ -122,6 +127,8 @@ def default_proposers(
         elif name == "lm":
             configs = {tool: _lm_config(tool, seed, sample_backend) for tool in PAPER_DEFAULTS}
             out.append(_SeededLM(LMProposer(model, tokenizer, configs), seed, sample_backend))
+        elif is_user_spec(name):
+            out.append(load_proposer(name))
         else:
             raise ConfigError(f"proposer={name!r} is not one of {', '.join(PROPOSERS)}")
     return out

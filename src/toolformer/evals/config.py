@@ -109,6 +109,13 @@ class EvalConfig:
             "(e.g. a full Wikipedia dump) lifts the tool ceiling."
         },
     )
+    blocked: str | None = field(
+        default=None,
+        metadata={
+            "help": "Tools mode 'tools' leaves out, comma-separated, instead of the suite's (the paper's: WikiSearch "
+            "on facts, QA on qa); none leaves none out, e.g. for your own --data answered from --corpus."
+        },
+    )
     ceiling: bool | None = field(
         default=None,
         metadata={
@@ -155,6 +162,13 @@ class EvalConfig:
         if self.baseline and "baseline" not in modes:
             modes.append("baseline")
         return modes
+
+    def blocked_tools(self) -> tuple[str, ...] | None:
+        """The tools `blocked` names (none: an empty tuple), or None to keep each suite's own."""
+        if self.blocked is None:
+            return None
+        names = [n.strip() for n in self.blocked.split(",") if n.strip()]
+        return () if [n.lower() for n in names] == ["none"] else tuple(names)
 
     def sweep_values(self) -> list[int]:
         """The trigger top-k values of the sweep (empty without --sweep-k)."""

@@ -2,7 +2,8 @@
 
 Modes (all greedy, all on the same prompt):
 - tools: MODEL with its tools, a call started whenever '[' is in the top `trigger_top_k` tokens (paper: 10), at
-  most `max_calls` calls (paper: 1); the suite's blocked tools are removed (WikiSearch on facts, QA on qa).
+  most `max_calls` calls (paper: 1); the suite's blocked tools are removed (WikiSearch on facts, QA on qa), or
+  those `blocked` names.
 - disabled: MODEL with p('[') = 0 (`DecodeConfig(disabled=True)`), the paper's "Toolformer (disabled)".
 - baseline: the --baseline model without tools (p('[') = 0), like the paper's GPT-J/OPT/GPT-3 rows, which never
   call tools; with `baseline_tools` it runs exactly like mode tools instead.
@@ -18,7 +19,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +83,9 @@ def load_datasets(config: EvalConfig) -> list[suites.LoadedDataset]:
         specs = [suites.data_spec(config.suite, config.data)]
     else:
         specs = suites.suite_specs(config.suite, config.datasets)
+    blocked = config.blocked_tools()
+    if blocked is not None:
+        specs = [replace(s, blocked=blocked) for s in specs]
     loaded = [suites.load_dataset(spec, config.limit) for spec in specs]
     for ds in loaded:
         if ds.spec.kind != "ppl":  # checks shots against the pool

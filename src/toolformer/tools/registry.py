@@ -196,21 +196,26 @@ def _import_item(item: str) -> list[Tool]:
     return [dataclasses.replace(t, fn=worker.ProcessFunction(item, t.name)) for t in found]
 
 
-def resolve_item(item: str) -> list[Tool]:
-    """The tools a `module:attr` item names, in this process (a worker process calls this too)."""
+def resolve_attribute(item: str, what: str = "tool spec item") -> tuple[Any, str]:
+    """The object a `module:attr` item names (attr may be dotted) and its attr path; the module is imported from the
+    working directory too. A bad item raises ConfigError starting `{what} {item!r}` (`--proposer` uses this)."""
     module_name, _, attr_path = item.partition(":")
     module_name, attr_path = module_name.strip(), attr_path.strip()
     if not module_name or not attr_path:
-        raise ConfigError(f"tool spec item {item!r} must be module:attribute")
-    module = _import(module_name, item)
+        raise ConfigError(f"{what} {item!r} must be module:attribute")
+    module = _import(module_name, item, what)
     value: Any = module
     for part in attr_path.split("."):
         try:
             value = getattr(value, part)
         except AttributeError:
-            raise ConfigError(
-                f"tool spec item {item!r}: {module_name} has no attribute {attr_path!r}"
-            ) from None
+            raise ConfigError(f"{what} {item!r}: {module_name} has no attribute {attr_path!r}") from None
+    return value, attr_path
+
+
+def resolve_item(item: str) -> list[Tool]:
+    """The tools a `module:attr` item names, in this process (a worker process calls this too)."""
+    value, attr_path = resolve_attribute(item)
     if isinstance(value, Tool):
         return [value]
     if isinstance(value, (list, tuple)):
@@ -227,7 +232,7 @@ def resolve_item(item: str) -> list[Tool]:
     )
 
 
-def _import(module_name: str, item: str) -> Any:
+def _import(module_name: str, item: str, what: str) -> Any:
     try:
         try:
             return importlib.import_module(module_name)
@@ -243,8 +248,8 @@ def _import(module_name: str, item: str) -> Any:
                 sys.path.remove(cwd)
                 raise exc from None
     except ModuleNotFoundError as exc:
-        raise ConfigError(f"tool spec item {item!r}: cannot import {module_name!r} ({exc})") from exc
+        raise ConfigError(f"{what} {item!r}: cannot import {module_name!r} ({exc})") from exc
     except Exception as exc:  # noqa: BLE001 - a module that fails on import is the user's config problem
         raise ConfigError(
-            f"tool spec item {item!r}: importing {module_name!r} failed ({type(exc).__name__}: {exc})"
+            f"{what} {item!r}: importing {module_name!r} failed ({type(exc).__name__}: {exc})"
         ) from exc
