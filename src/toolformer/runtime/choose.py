@@ -1,6 +1,7 @@
 """Choose a row's next token from its logits, the same rules for both backends: calls masked, held or triggered.
 
-The rules, in order: with calls off (`disabled`) or used up (`max_calls`) every token holding "[" is masked; else
+The rules, in order: inside a JSON tool call that a grammar holds (`runtime.grammar`, when the config has one) only
+the grammar's tokens; with calls off (`disabled`) or used up (`max_calls`) every token holding "[" is masked; else
 the call-name constraint of `runtime.callnames` applies, and outside a call a "[" among the top `trigger_top_k`
 tokens is taken at once (at most `max_calls` times a row); otherwise greedy or top-p sampling. The arithmetic is
 the backend's own (`TorchLogits` for transformers, `NumpyLogits` for llama.cpp), so each backend keeps its exact
@@ -61,8 +62,21 @@ class RowState(Protocol):
     def offset(self) -> int: ...
     @property
     def calls(self) -> Sequence[Any]: ...
+    @property
+    def ids(self) -> Sequence[int]: ...
+    @property
+    def index(self) -> int: ...
+    @property
+    def new_tokens(self) -> int: ...
 
     triggers: int
+
+
+class Grammar(Protocol):
+    """A grammar's rule for a row's next token (`runtime.grammar.GrammarMask`): (only these ids, or None) and
+    (never these ids, or None). It also sets the row's `held` (inside a JSON call) and moves its `offset`."""
+
+    def rule(self, row: Any) -> tuple[np.ndarray | None, np.ndarray | None]: ...
 
 
 class Logits(Protocol):
@@ -78,15 +92,29 @@ class Logits(Protocol):
 class TokenChooser:
     """The next token for a row, by the rules in the module docstring."""
 
-    def __init__(self, config: DecodeConfig, tokens: CallTokens, names: CallNames, ops: Logits) -> None:
+    def __init__(
+        self,
+        config: DecodeConfig,
+        tokens: CallTokens,
+        names: CallNames,
+        ops: Logits,
+        grammar: Grammar | None = None,
+    ) -> None:
         self.config = config
         self.tokens = tokens
         self.names = names
         self.ops = ops
+        self.grammar = grammar
 
     def __call__(self, logits: Any, row: RowState) -> int:
         config, ops = self.config, self.ops
         logits = ops.prepare(logits)
+        if self.grammar is not None:
+            only, banned = self.grammar.rule(row)
+            if only is not None:  # inside a JSON call: the grammar alone decides
+                return ops.pick(ops.keep_only(logits, only))
+            if banned is not None and banned.size:
+                logits = ops.block(logits, banned)
         if config.disabled or len(row.calls) >= config.max_calls:
             logits = ops.block(logits, self.tokens.bracket)
         else:

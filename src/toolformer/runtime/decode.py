@@ -224,9 +224,16 @@ def generate(
     gen = torch.Generator(device="cpu")
     if config.seed is not None:
         gen.manual_seed(config.seed)
-    names = hf_vocab_texts(tokenizer, size).call_names(tools.names())
-    choose = TokenChooser(config, hf_call_tokens(tokenizer, size), names, TorchLogits(config, gen))
+    vocab = hf_vocab_texts(tokenizer, size)
     eos = _eos_ids(model, tokenizer)
+    grammar = None
+    if config.grammar is not None:  # JSON tool calls held to the request's functions (`runtime.grammar`)
+        from toolformer.runtime.grammar import GrammarMask, hf_ll_tokenizer, vocab_rules
+
+        ll = None if config.grammar.mode == "none" else hf_ll_tokenizer(tokenizer, size, eos)
+        grammar = GrammarMask(config.grammar, ll, vocab_rules(vocab), eos, config.max_new_tokens)
+    names = vocab.call_names(tools.names())
+    choose = TokenChooser(config, hf_call_tokens(tokenizer, size), names, TorchLogits(config, gen), grammar)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (min(eos) if eos else 0)
     setup = RowSetup(tokenizer, config, eos, on_event)
     rows = [_BatchRow(setup, i, p, setup.encode(p) or [pad_id]) for i, p in enumerate(prompts)]

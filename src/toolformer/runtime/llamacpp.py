@@ -187,6 +187,7 @@ class LlamaCppModel:
         self.n_vocab = int(self.llm.n_vocab())
         self._call_tokens: CallTokens | None = None
         self._vocab_texts: VocabTexts | None = None
+        self._ll_tokenizer: Any = None
 
     @property
     def call_tokens(self) -> CallTokens:
@@ -206,6 +207,15 @@ class LlamaCppModel:
                 [p.decode("utf-8", errors="replace") for p in self.tokenizer.pieces]
             )
         return self._vocab_texts
+
+    @property
+    def ll_tokenizer(self) -> Any:
+        """llguidance's tokenizer of this vocabulary (for constrained JSON tool calls), built on first use."""
+        if self._ll_tokenizer is None:
+            from toolformer.runtime.grammar import llamacpp_ll_tokenizer
+
+            self._ll_tokenizer = llamacpp_ll_tokenizer(self.tokenizer._vocab, self.tokenizer.eog_ids)
+        return self._ll_tokenizer
 
     @property
     def n_tokens(self) -> int:
@@ -354,7 +364,14 @@ def generate(
     tok = model.tokenizer
     names = model.vocab_texts.call_names(tools.names())
     rng = np.random.default_rng(config.seed)
-    choose = TokenChooser(config, model.call_tokens, names, NumpyLogits(config, rng))
+    grammar = None
+    if config.grammar is not None:  # JSON tool calls held to the request's functions (`runtime.grammar`)
+        from toolformer.runtime.grammar import GrammarMask, vocab_rules
+
+        ll = None if config.grammar.mode == "none" else model.ll_tokenizer
+        rules = vocab_rules(model.vocab_texts)
+        grammar = GrammarMask(config.grammar, ll, rules, tok.eog_ids, config.max_new_tokens)
+    choose = TokenChooser(config, model.call_tokens, names, NumpyLogits(config, rng), grammar)
     setup = RowSetup(tok, config, tok.eog_ids, on_event)
     pad_id = tok.pad_token_id if tok.pad_token_id is not None else 0
     return [

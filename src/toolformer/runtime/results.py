@@ -46,6 +46,10 @@ class DecodeConfig:
         default=None, metadata={"help": "Seconds per tool call (default: the tool's)."}
     )
     autocast_bf16: bool = field(default=False, metadata={"help": "Run forward passes under bf16 autocast."})
+    grammar: Any = field(
+        default=None,
+        metadata={"help": "A `runtime.grammar.CallGrammar` holding JSON tool calls (the server sets it)."},
+    )
 
     def __post_init__(self) -> None:
         if self.max_new_tokens < 1:

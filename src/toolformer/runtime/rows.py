@@ -64,6 +64,7 @@ class Row:
     finish: str | None = None
     emitted: int = 0  # characters of text already streamed
     triggers: int = 0  # calls started by the top-k trigger rule
+    held: bool = False  # inside a JSON call a grammar holds (`runtime.grammar`): no inline call runs
 
     def accept(self, token: int) -> tuple[list[int], tuple[Call, int] | None]:
         """Take the chosen `token`: the ids to feed next ([] once the row has ended), and the call to run now
@@ -74,7 +75,7 @@ class Row:
             self.end("stop")
             return [], None
         cand = setup.decode([*self.ids, token])
-        calls_left = len(self.calls) < config.max_calls and not config.disabled
+        calls_left = len(self.calls) < config.max_calls and not config.disabled and not self.held
         feed, call_start = plan_feed(
             cand, self.text, self.offset, token, calls_left, config.force_arrow, setup.encode, setup.arrow_ids
         )

@@ -2,9 +2,12 @@
 generations going through the batcher, and stream settled deltas while it runs.
 
 Conversions happen here, at the boundary: OpenAI messages and `tool_calls` (arguments as JSON strings) become the
-runtime's dicts and `Call`s, and back. Tool choice: `none` decodes with calls disabled and no tools shown; `auto`
-shows the client's tools (JSON `<tool_call>` convention) and lets server tools run; `required` and a named function
-start the reply with the opening of a `<tool_call>` (a prefill: best effort, not grammar-constrained decoding).
+runtime's dicts and `Call`s, and back. Tool choice: `none` decodes with calls disabled, no tools shown and no
+`<tool_call>` able to open; `auto` shows the client's tools (JSON `<tool_call>` convention) and lets server tools run;
+`required` and a named function start the reply with the opening of a `<tool_call>` (a prefill). Every JSON call is
+held to the request's functions by a grammar (`runtime.grammar`, llguidance): once a `<tool_call>` opens, and for
+`required`/named from the reply's first token, only a call naming one of them with arguments that satisfy its schema
+can be written; `parallel_tool_calls=false` allows one block.
 With `examples` on, the server's tools are shown as few-shot inline-call turns instead of JSON schemas: small models
 that were not trained on JSON tool calls (the embedded SmolLM2-135M) copy `[Calculator(23 * 47)]` reliably.
 A trained Toolformer (the backend's `prompt_style` "zero-shot") answers a request without client tools as
@@ -24,6 +27,8 @@ from typing import Any
 from toolformer.calls import Call, CallSyntaxError
 from toolformer.errors import ConfigError
 from toolformer.runtime.engine import Toolformer, _template_takes_tools, answer_config
+from toolformer.runtime.grammar import CallGrammar, call_grammar, grammar_available
+from toolformer.runtime.jsoncalls import TOOL_CALL_CLOSE, TOOL_CALL_OPEN
 from toolformer.runtime.prompts import EXAMPLES, HEADER
 from toolformer.runtime.results import CallTrace, DecodeConfig, Event, Generation
 from toolformer.serve.batcher import Batcher, Cancelled
@@ -58,6 +63,27 @@ class ChatPlan:
         if self.mode == "named":
             return f'<tool_call>\n{{"name": {json.dumps(self.named)}, "arguments": '
         return REQUIRED_PREFILL if self.mode == "required" else ""
+
+    def grammars(
+        self, server_tools: Sequence[dict[str, Any]]
+    ) -> tuple[CallGrammar | None, CallGrammar | None]:
+        """The grammars JSON calls are held to: in the reply's first round (forced for `required`/named, after the
+        prefill) and in later rounds (after server tools ran: auto). None where llguidance is not installed."""
+        if self.mode == "none":
+            none = call_grammar([], "none")
+            return none, none
+        if not grammar_available():
+            return None, None
+        names = self.client_names
+        tools = [*self.client_tools, *(t for t in server_tools if t["function"]["name"] not in names)]
+        if not tools:  # nothing to call (and no prefill: `required` and named need a tool)
+            return None, None
+        later = call_grammar(tools, "auto", self.parallel)
+        if self.mode == "named":
+            tools = [t for t in tools if t["function"]["name"] == self.named]
+        if self.prefill:
+            return call_grammar(tools, "forced", self.parallel, self.prefill), later
+        return later, later
 
 
 @dataclass
@@ -287,6 +313,8 @@ class _Engine(Toolformer):
         self.streamer = streamer
         self.cancelled = cancelled
         self._prefill = plan.prefill if plan is not None else ""
+        # The first round's grammar (forced after a prefill), then the later rounds'.
+        self.grammars = plan.grammars(backend.tools.openai_schemas()) if plan is not None else (None, None)
 
     def generate(
         self,
@@ -301,6 +329,10 @@ class _Engine(Toolformer):
         if self.cancelled():
             raise Cancelled("the request was cancelled")
         prefill, self._prefill = self._prefill, ""  # only the first round of a reply is prefilled
+        first, later = self.grammars
+        grammar = first if prefill else later
+        if grammar is not None:
+            config = dataclasses.replace(config, grammar=grammar)
         if self.context_length:
             n = len(self.tokenizer.encode(prompt + prefill, add_special_tokens=False))
             if n + config.max_new_tokens > self.context_length:
@@ -344,6 +376,8 @@ def run_chat(
     deltas and traces."""
     engine = _Engine(batcher, plan, None, cancelled)
     inline = engine.chats_inline(plan.client_tools)  # one generation, as `Toolformer.chat` answers
+    if inline and plan.mode != "none":
+        engine.grammars = (None, None)  # inline calls only: no JSON call is read from the reply
     config = answer_config(plan.config) if inline else plan.config  # the stream must know the stop strings
     streamer = None
     if sink is not None:
@@ -357,6 +391,9 @@ def run_chat(
         result = engine.chat(plan.messages, config, plan.client_tools or None, on_event)
         added = result.messages[len(plan.messages) :]
         content = join_rounds([tidy(m.get("content") or "") for m in added if m.get("role") == "assistant"])
+        cut = content.rfind(TOOL_CALL_OPEN)
+        if plan.prefill and cut != -1 and TOOL_CALL_CLOSE not in content[cut:]:
+            content = content[:cut].rstrip()  # a forced call the budget cut short is no content either
         calls = [c for c in result.tool_calls if c.name in plan.client_names]
         if not plan.parallel:
             calls = calls[:1]
