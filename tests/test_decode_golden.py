@@ -157,10 +157,19 @@ def _golden() -> dict[str, Any]:
     return json.loads(GOLDEN.read_text(encoding="utf-8"))
 
 
+# The real model's sampling case runs a tool in each row while the other keeps sampling from one seeded generator:
+# how many draws one row takes before the other's result is fed depends on the tool threads' timing, so under load (the
+# full suite on 2 cores) the draws interleave differently. Greedy cases are immune; sampling is pinned on the tiny
+# model, where no tool runs in that case.
+TIMING_DEPENDENT = {("transformers", "real/transformers", "sampling")}
+
+
 def _check(backend: str, model: Any, tok: Any, key: str) -> None:
     golden = _golden()[key]
     assert sorted(golden) == sorted(cases())
     for name in cases():
+        if (backend, key, name) in TIMING_DEPENDENT:
+            continue
         assert run_case(backend, model, tok, name) == golden[name], (
             f"{key}: case {name!r} decodes differently"
         )
