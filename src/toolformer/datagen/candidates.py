@@ -393,10 +393,12 @@ def build_candidates(
     n_plain = counts.get("plain", 0)
     plain_articles, question_articles = articles[:n_plain], articles[n_plain:]
     take = lambda kind, it: list(itertools.islice(it, counts.get(kind, 0)))  # noqa: E731
-    # One pass over GSM8K: the first `calculator` composable problems go to main, the next `calculator_more` apart.
+    # GSM8K read once: the first `calculator` composable problems go to main, the next `calculator_more` apart,
+    # then (`calculator_short`) the short ones not among them.
+    problems = list(read_jsonl(gsm8k))
     calc = list(
         itertools.islice(
-            calculator_texts(read_jsonl(gsm8k)),
+            calculator_texts(problems),
             counts.get("calculator", 0) + counts.get("calculator_more", 0),
         )
     )
@@ -415,7 +417,7 @@ def build_candidates(
     if counts.get("calculator_short", 0):  # then the short problems not used above, dev slice excluded
         used = [str(r["id"]).split(":", 1)[1] for r in calc]
         files["calculator-short.jsonl"] = list(
-            itertools.islice(short_calculator_texts(read_jsonl(gsm8k), used), counts["calculator_short"])
+            itertools.islice(short_calculator_texts(problems, used), counts["calculator_short"])
         )
     if vital_es is not None and translate is not None and counts.get("mt", 0):
         es = list(read_jsonl(vital_es))

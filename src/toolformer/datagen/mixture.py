@@ -8,6 +8,7 @@ the plain texts, puts a share of them under the tools header, and reports the yi
 
 from __future__ import annotations
 
+import functools
 import random
 import re
 from collections import Counter
@@ -37,15 +38,23 @@ def ngrams(text: str, n: int) -> set[tuple[str, ...]]:
     return {tuple(words[i : i + n]) for i in range(len(words) - n + 1)}
 
 
+@functools.lru_cache(maxsize=128)
+def record_ngrams(path: Path, n: int) -> frozenset[tuple[str, ...]]:
+    """Every n-gram of words of an evaluation file's questions (or texts), read once per process: `mixture
+    assemble` decontaminates against the files, then measures the overlap left with the same files."""
+    grams: set[tuple[str, ...]] = set()
+    for row in read_jsonl(path):
+        grams |= ngrams(str(row.get("question") or row.get("text") or ""), n)
+    return frozenset(grams)
+
+
 def overlap(texts: Iterable[str], eval_files: Iterable[Path], n: int = 8) -> dict[str, Any]:
     """How many training texts share an n-gram of words with an evaluation record's question, per eval file."""
     texts = list(texts)
     grams = [ngrams(t, n) for t in texts]
     report: dict[str, Any] = {"n": n, "texts": len(texts), "files": {}}
     for path in eval_files:
-        ev: set[tuple[str, ...]] = set()
-        for row in read_jsonl(path):
-            ev |= ngrams(str(row.get("question") or row.get("text") or ""), n)
+        ev = record_ngrams(path, n)
         hits = sum(1 for g in grams if g & ev)
         report["files"][path.name] = hits
     return report
@@ -60,10 +69,7 @@ def decontaminate(
 
     evals: dict[str, set[tuple[str, ...]]] = {}
     for path in eval_files:
-        grams: set[tuple[str, ...]] = set()
-        for rec in read_jsonl(path):
-            grams |= ngrams(str(rec.get("question") or rec.get("text") or ""), n)
-        evals[path.name] = evals.get(path.name, set()) | grams
+        evals[path.name] = evals.get(path.name, set()) | record_ngrams(path, n)
     dropped: Counter[str] = Counter()
     kept = []
     for row in rows:
