@@ -86,6 +86,12 @@ def test_calendar_texts_answer_for_the_given_day() -> None:
         in texts
     )
     assert "Question: How many days are left in this year?\nAnswer: [Calendar()] 335 days." in texts
+    assert "Question: What day is it?\nAnswer: [Calendar()] Today is Monday, January 30, 2023." in texts
+    assert (
+        "Question: What day was it yesterday?\nAnswer: [Calendar()] Yesterday was Sunday, January 29, 2023."
+        in texts
+    )
+    assert len(texts) == len(set(texts)) == len(candidates.CALENDAR_QUESTIONS)
     assert {r["meta"]["today"] for r in rows} == {"2023-01-30"}
 
 

@@ -37,12 +37,18 @@ def mixture_build(
         help="Further Calculator texts in calculator-short.jsonl: GSM8K problems of one or two steps not used "
         "above, never the GSM8K dev slice.",
     ),
+    one_step: int = typer.Option(
+        0,
+        help="One-step word problems written from schemata (datagen.wordproblems) in calculator-onestep.jsonl.",
+    ),
     wikisearch: int = typer.Option(700, help="WikiSearch question texts from English Vital Articles leads."),
     qa: int = typer.Option(400, help="QA statements to complete from English Vital Articles leads."),
     mt: int = typer.Option(
         260, help="MT question texts about Spanish sentences (answers written by the MT tool)."
     ),
-    calendar: int = typer.Option(14, help="Calendar question texts per date."),
+    calendar: int = typer.Option(
+        34, help="Calendar question texts per date (at most 34, the questions there are)."
+    ),
     dates: str = typer.Option(
         "",
         help="Dates of the Calendar texts, comma-separated (default: 24 dates 113 days apart from 2019-01-07); "
@@ -77,6 +83,7 @@ def mixture_build(
         "calculator": calculator,
         "calculator_more": calculator_more,
         "calculator_short": calculator_short,
+        "one_step": one_step,
         "wikisearch": wikisearch,
         "qa": qa,
         "mt": mt,

@@ -134,6 +134,28 @@ CALENDAR_QUESTIONS = (
     ("What day of the week will it be tomorrow?", "Tomorrow is {t_weekday}."),
     ("What was the date yesterday?", "Yesterday was {y_month} {y_day}, {y_year}."),
     ("How many days are left in this year?", "{days_left} days."),
+    # Session 11: the weekday answers above never passed the filter (the one weekday token weighs too little in
+    # L_i); these carry the whole date after the weekday, as the Calendar's own result does.
+    ("What day is it?", "Today is {weekday}, {month} {day}, {year}."),
+    ("What day is it today?", "It is {weekday}, {month} {day}, {year}."),
+    ("What's today?", "Today is {weekday}, {month} {day}, {year}."),
+    ("What day of the week is it?", "It is {weekday}, {month} {day}."),
+    ("Do you know what day it is today?", "Yes, today is {weekday}, {month} {day}, {year}."),
+    ("Can you tell me today's date?", "Sure. Today is {month} {day}, {year}."),
+    ("What's the date today?", "Today's date is {month} {day}, {year}."),
+    ("What is the current date?", "The current date is {month} {day}, {year}."),
+    ("Tell me the date.", "It is {weekday}, {month} {day}, {year}."),
+    ("What is the current year?", "The current year is {year}."),
+    ("Which year are we in?", "We are in {year}."),
+    ("What month and year is it?", "It is {month} {year}."),
+    ("What day was it yesterday?", "Yesterday was {y_weekday}, {y_month} {y_day}, {y_year}."),
+    ("What day is it tomorrow?", "Tomorrow is {t_weekday}, {t_month} {t_day}, {t_year}."),
+    ("What date is it tomorrow?", "Tomorrow is {t_month} {t_day}, {t_year}."),
+    ("Is it a weekday or the weekend today?", "Today is {weekday}, {month} {day}, {year}."),
+    ("Which date is it now?", "It is {month} {day}, {year}."),
+    ("How many days are left until the new year?", "There are {days_left} days left in {year}."),
+    ("What is today's day and date?", "Today is {weekday}, {month} {day}, {year}."),
+    ("What's the day today?", "It's {weekday}, {month} {day}, {year}."),
 )
 
 MT_QUESTIONS = (
@@ -380,7 +402,8 @@ def build_candidates(
 ) -> dict[str, Any]:
     """Write the candidate texts to annotate: `main.jsonl` (calculator, wikisearch, qa), `calculator.jsonl` (the
     next `calculator_more` GSM8K problems), `calculator-short.jsonl` (`calculator_short` further problems of
-    one or two steps, `short_calculator_texts`), `mt.jsonl`, `calendar-DATE.jsonl` (one per date: annotate each with
+    one or two steps, `short_calculator_texts`), `calculator-onestep.jsonl` (`one_step` problems from
+    `wordproblems`), `mt.jsonl`, `calendar-DATE.jsonl` (one per date: annotate each with
     TOOLFORMER_TODAY=DATE) and `plain.jsonl` (no calls).
 
     `counts` caps each kind (kind -> number of texts); articles are taken in a seeded shuffle, so the plain
@@ -419,6 +442,10 @@ def build_candidates(
         files["calculator-short.jsonl"] = list(
             itertools.islice(short_calculator_texts(problems, used), counts["calculator_short"])
         )
+    if counts.get("one_step", 0):  # one-step problems written from schemata (`wordproblems`), not GSM8K
+        from toolformer.datagen.wordproblems import one_step_texts
+
+        files["calculator-onestep.jsonl"] = list(one_step_texts(counts["one_step"], seed))
     if vital_es is not None and translate is not None and counts.get("mt", 0):
         es = list(read_jsonl(vital_es))
         seeded_rng(seed, "es").shuffle(es)
