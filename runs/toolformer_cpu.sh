@@ -21,7 +21,7 @@ VITAL_ES=${VITAL_ES:-$DATA/wiki_vital/vital_es.jsonl}
 OUT=${OUT:-runs/out/toolformer}
 MAIN_DOCS=${MAIN_DOCS:-1280}   # first N texts of the shuffled calculator/wikisearch/qa candidates to annotate
 TAU_F=${TAU_F:-0.5}
-STEPS=${STEPS:-160}
+STEPS=${STEPS:-180}
 LR=${LR:-4e-4}
 EVAL_LIMIT=${EVAL_LIMIT:-50}
 INSTALL=${INSTALL:-1}
@@ -53,10 +53,10 @@ done
 "$TF" mixture assemble "$OUT/ann-main" "$OUT/ann-calc" "$OUT/ann-calc-short" "$OUT/ann-calc-onestep" "$OUT/ann-mt" "$OUT"/ann-cal-* --plain "$C/plain.jsonl" --plain "$C/chat.jsonl" \
   --check "$DATA/asdiv" --check "$DATA/svamp" --check "$DATA/mawps" --check "$DATA/lama" --check "$DATA/nq_open" \
   --check "$DATA/webquestions" --check "$DATA/triviaqa" --check "$DATA/situatedqa_temporal" \
-  --check "$DATA/date_understanding" --out "$OUT/train.jsonl"
+  --check "$DATA/date_understanding" --max-per-tool 2200 --out "$OUT/train.jsonl"
 
 "$TF" train "$OUT/train.jsonl" --out "$OUT/model" --lora --no-merge --lr "$LR" --max-steps "$STEPS" \
-  --mix-ratio all --loss after-call --max-dev-texts 64 --eval-steps 25 --save-steps 25 --resume
+  --loss after-call --max-dev-texts 64 --eval-steps 45 --save-steps 45 --resume
 
 if [ "$INSTALL" = 1 ]; then  # float16 weights, the base named by its alias; the model card stays as it is
   .venv/bin/python -c "import sys; from toolformer.models import ship_adapter; print(ship_adapter(sys.argv[1]))" "$OUT/model"
