@@ -55,7 +55,7 @@ done
   --check "$DATA/webquestions" --check "$DATA/triviaqa" --check "$DATA/situatedqa_temporal" \
   --check "$DATA/date_understanding" --max-per-tool 2200 --out "$OUT/train.jsonl"
 
-"$TF" train "$OUT/train.jsonl" --out "$OUT/model" --lora --no-merge --lr "$LR" --max-steps "$STEPS" \
+"$TF" train "$OUT/train.jsonl" --out "$OUT/model" --lora --no-merge --lr "$LR" --max-steps "$STEPS" --mix-ratio all \
   --loss after-call --max-dev-texts 64 --eval-steps 45 --save-steps 45 --resume
 
 if [ "$INSTALL" = 1 ]; then  # float16 weights, the base named by its alias; the model card stays as it is
