@@ -248,3 +248,30 @@ def test_ship_adapter_stores_half_precision_weights_and_names_the_base(
 def test_ship_adapter_refuses_a_merged_training_output(tmp_path: Path) -> None:
     with pytest.raises(ModelNotFoundError, match="--lora --no-merge"):
         models.ship_adapter(tmp_path, "toolformer-135m")
+
+
+def test_a_training_output_adapter_folder_loads_merged_on_the_base_it_names(
+    fake_base: SimpleNamespace, tmp_path: Path
+) -> None:
+    """`toolformer train --lora --no-merge --out DIR` prints `ask --model DIR`: the folder has no config.json, only
+    the adapter; it loads merged onto the base its train_config.json names (an alias, not a cache path)."""
+    folder = tmp_path / "trained"
+    folder.mkdir()
+    _write_adapter(folder, fake_base.model, seed=3)
+    (folder / "toolformer.json").write_text(
+        '{"prompt": "zero-shot"}', encoding="utf-8"
+    )  # no "base", as train writes
+    (folder / "train_config.json").write_text(json.dumps({"model": BASE}), encoding="utf-8")
+    model, tokenizer = models.load_model(str(folder))
+    _, base_tok = models.load_model(BASE)
+    expected = _peft_logits(fake_base.model, folder, base_tok)
+    import torch
+
+    torch.testing.assert_close(_logits(model, tokenizer), expected, atol=1e-5, rtol=1e-5)
+    assert models.model_meta(str(folder)) == {"prompt": "zero-shot"}
+    (folder / "train_config.json").unlink()
+    adapter_config = json.loads((folder / "adapter_config.json").read_text(encoding="utf-8"))
+    adapter_config["base_model_name_or_path"] = ""
+    (folder / "adapter_config.json").write_text(json.dumps(adapter_config), encoding="utf-8")
+    with pytest.raises(ModelNotFoundError, match="does not name its base model"):
+        models.load_model(str(folder))

@@ -147,6 +147,8 @@ def _resolve(name_or_path: str) -> _Source:
         key = hashlib.sha256(str(resolved).encode()).hexdigest()[:12]
         return _Source("gguf", text, resolved, cache_dir(f"gguf-{resolved.stem}-{key}"))
     if path.is_dir():
+        if not (path / "config.json").is_file() and (path / "adapter_config.json").is_file():
+            return _adapter_folder(path, text)
         if not (path / "config.json").is_file():
             raise ModelNotFoundError(
                 f"model={text!r}: directory {path} has no config.json, so it is not a Hugging Face model directory"
@@ -162,3 +164,25 @@ def _resolve(name_or_path: str) -> _Source:
     if looks_like_path or not _HUB_ID.match(text):
         raise ModelNotFoundError(f"model={text!r}: no such file or directory: {path}")
     return _Source("hub", text)
+
+
+def _adapter_folder(path: Path, text: str) -> _Source:
+    """A LoRA adapter folder (`toolformer train --lora --no-merge`), merged once onto its base like an adapter
+    alias. The base is the one it was trained on: `toolformer.json`'s "base", else `train_config.json`'s "model"
+    (both name the alias, not a path of this machine), else peft's `base_model_name_or_path`."""
+    base_name = None
+    for name, key in (
+        (META_FILE, "base"),
+        ("train_config.json", "model"),
+        ("adapter_config.json", "base_model_name_or_path"),
+    ):
+        if (path / name).is_file() and isinstance(found := _read_meta(path / name).get(key), str) and found:
+            base_name = found
+            break
+    if base_name is None:
+        raise ModelNotFoundError(f"model={text!r}: adapter folder {path} does not name its base model")
+    resolved = path.resolve()
+    key = hashlib.sha256(str(resolved).encode()).hexdigest()[:12]
+    return _Source(
+        "merged", text, resolved, cache_dir(f"adapter-{resolved.name}-{key}"), None, _resolve(base_name)
+    )
