@@ -15,6 +15,7 @@ from __future__ import annotations
 import gzip
 import json
 import string
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import SimpleNamespace
@@ -43,6 +44,10 @@ class FakeCache:
         keep = index.tolist()
         self.selected.append(keep)
         self.rows = [self.rows[i] for i in keep]
+
+    def batch_concat(self, other: FakeCache) -> None:
+        """Take `other`'s rows after these (rows joining a running batch: `runtime.continuous`)."""
+        self.rows = self.rows + other.rows
 
 
 class FakeLM(torch.nn.Module):
@@ -145,6 +150,20 @@ class ScriptedLM(FakeLM):
         return {script[k] if k < len(script) else self.config.eos_token_id: _HIGH}
 
 
+class PacedLM(ScriptedLM):
+    """`ScriptedLM` that takes `delay` s per forward pass and records each pass's batch size in `sizes`."""
+
+    def __init__(self, tokenizer: Any, choose: Any, delay: float) -> None:
+        super().__init__(tokenizer, choose)
+        self.delay = delay
+        self.sizes: list[int] = []
+
+    def forward(self, input_ids, attention_mask, position_ids, cache=None, use_cache=True, logits_to_keep=0):
+        time.sleep(self.delay)
+        self.sizes.append(input_ids.shape[0])
+        return super().forward(input_ids, attention_mask, position_ids, cache, use_cache, logits_to_keep)
+
+
 class PolicyLM(FakeLM):
     """A fake LM ruled by `policy(prompt, generated) -> {full continuation: score}`: the next token of every
     continuation that extends the text generated so far gets that score, end-of-text 0, everything else -1e4.
@@ -219,3 +238,11 @@ def write_jsonl(path: Path, rows: Sequence[Any], gz: bool = False) -> Path:
     else:
         path.write_text(text, encoding="utf-8")
     return path
+
+
+def drain(decoder: Any, limit: int = 500) -> None:
+    """Tick a `runtime.continuous.SlotDecoder` until every row it holds has ended."""
+    for _ in range(limit):
+        if not decoder.tick() and not decoder.joining:
+            return
+    raise AssertionError("the decoder did not finish")

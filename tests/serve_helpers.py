@@ -41,6 +41,16 @@ def scripted_backend(
     return ToolformerBackend(Toolformer(model, tokenizer, load_tools(tools), name=name))
 
 
+def wait_for(predicate: Callable[[], bool], seconds: float = 10.0) -> bool:
+    """Whether `predicate()` came true within `seconds` (polled every 10 ms)."""
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

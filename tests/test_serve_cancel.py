@@ -21,8 +21,8 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from fakes import ScriptedLM
-from serve_helpers import MODEL, choose, running_server, scripted_backend
+from fakes import PacedLM
+from serve_helpers import MODEL, choose, running_server, scripted_backend, wait_for
 from toolformer.runtime.decode import DecodeConfig, Event, Generation
 from toolformer.runtime.engine import Toolformer
 from toolformer.serve.app import create_app
@@ -63,15 +63,6 @@ class SlowBackend:
                 if on_event is not None:
                     on_event(Event("text", i, "x"))
         return [Generation(p, "x" * n, [], "length", n, 0, 1, 0.0) for p, n in zip(prompts, written)]
-
-
-def _wait_for(predicate, seconds: float = 10.0) -> bool:
-    deadline = time.monotonic() + seconds
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
 
 
 def _post_until_admitted(url: str, body: dict[str, Any], seconds: float = 3.0) -> httpx.Response:
@@ -177,40 +168,27 @@ def test_the_real_decoder_backend_says_whether_it_can_drop_rows(smol_tokenizer):
     assert seen["cancelled"](0) is True
 
 
-class _PacedLM(ScriptedLM):
-    """`ScriptedLM` that takes `delay` s per forward pass and records each pass's batch size in `sizes`."""
-
-    def __init__(self, tokenizer: Any, choose: Any, delay: float) -> None:
-        super().__init__(tokenizer, choose)
-        self.delay = delay
-        self.sizes: list[int] = []
-
-    def forward(self, input_ids, attention_mask, position_ids, cache=None, use_cache=True, logits_to_keep=0):
-        time.sleep(self.delay)
-        self.sizes.append(input_ids.shape[0])
-        return super().forward(input_ids, attention_mask, position_ids, cache, use_cache, logits_to_keep)
-
-
 def test_a_gone_clients_row_leaves_a_batch_of_the_real_decoder_while_the_other_request_completes(
     smol_tokenizer,
 ):
     stay = " ".join(["ok"] * 200)  # 2 s of decoding: the other client leaves meanwhile
     n_stay = len(smol_tokenizer.encode(stay, add_special_tokens=False))
-    model = _PacedLM(smol_tokenizer, lambda prompt: stay if "stay" in prompt else " x" * 600, delay=0.01)
+    model = PacedLM(smol_tokenizer, lambda prompt: stay if "stay" in prompt else " x" * 600, delay=0.01)
     backend = ToolformerBackend(Toolformer(model, smol_tokenizer, load_tools("Calculator"), name=MODEL))
     assert backend.drops_rows
     backend.generate(
         ["warm up"], DecodeConfig(max_new_tokens=1)
     )  # the decoder's per-tokenizer tables, built once
     model.sizes.clear()
-    # A batch starts once both requests are queued (max_batch=2): the staying one is sent first.
-    app = create_app(backend, ServeConfig(max_batch=2, batch_wait_ms=30_000))
+    # A static batch starts once both requests are queued (max_batch=2): the staying one is sent first.
+    # (Continuous batching: tests/test_serve_continuous.py.)
+    app = create_app(backend, ServeConfig(batching="static", max_batch=2, batch_wait_ms=30_000))
     body = {"model": MODEL, "max_tokens": 400}
     with running_server(app) as url, cf.ThreadPoolExecutor(2) as pool:
         staying = pool.submit(
             httpx.post, f"{url}/v1/completions", json={**body, "prompt": "stay"}, timeout=60
         )
-        assert _wait_for(lambda: app.state.batcher.depth == 1)
+        assert wait_for(lambda: app.state.batcher.depth == 1)
         leaving = pool.submit(
             httpx.post,
             f"{url}/v1/completions",
@@ -278,7 +256,7 @@ def test_a_timed_out_completions_request_leaves_no_queued_prompts(stream):
             assert response.status_code == 504 and response.json()["error"]["code"] == "timeout"
         batcher = app.state.batcher
         assert batcher.depth == 0  # at once: the 38 prompts still queued are gone with their request
-        assert _wait_for(lambda: batcher.running == 0, 5)  # and the batch it had started stops
+        assert wait_for(lambda: batcher.running == 0, 5)  # and the batch it had started stops
         assert sum(map(sum, slow.written)) < 2 * 500
 
 

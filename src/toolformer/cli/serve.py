@@ -42,7 +42,7 @@ def _key_list(keys: list[str] | None) -> list[str]:
     ServeConfig,
     opt("api_keys", "--api-key", param="api_key", default=None, envvar=API_KEY_ENV, convert=_key_list),
     opt("max_concurrency_per_key", param="max_concurrency"),
-    order="model host port api_keys tools backend max_batch max_calls max_tokens_cap max_concurrency_per_key "
+    order="model host port api_keys tools backend batching parallel max_batch max_calls max_tokens_cap max_concurrency_per_key "
     "max_request_bytes request_timeout examples corpus mt_model log_level",
     skip="default_max_tokens max_calls_cap batch_wait_ms workers",
     build=_serve_config,

@@ -83,7 +83,66 @@ class _BatchRow(Row):
     pos: int = 0  # next position id
 
 
-class _Batch:
+class Rounds:
+    """The decoding round both batch decoders share (`_Batch` here, `runtime.llamaslots` on llama.cpp): `rows`
+    maps keys to rows, `active` lists the keys decoding, in slot order; a subclass provides `step()` (one forward
+    pass: the last logits per slot and the keys whose queue it emptied) and `drop_finished()`."""
+
+    rows: Any
+    active: list[int]
+
+    def step(self) -> tuple[Any, list[int]]:
+        raise NotImplementedError
+
+    def drop_finished(self) -> None:
+        raise NotImplementedError
+
+    def accept(
+        self,
+        last: Any,
+        fed: list[int],
+        live: list[_BatchRow],
+        choose: Callable[[Any, _BatchRow], int],
+        run_call: Callable[[_BatchRow, Call], cf.Future[ToolOutput]],
+    ) -> None:
+        """Choose the next token of every row in `live` (slot `b` has logits `last[b]`) whose queue the step
+        emptied; a call it opens starts on `run_call`. Finished rows then leave the batch."""
+        for b, row in enumerate(live):
+            if row.index in fed and row.pending is None and row.finish is None:
+                row.queue, call = row.accept(choose(last[b], row))
+                if call is not None:
+                    row.pending = (*call, run_call(row, call[0]))
+        self.drop_finished()
+
+    def advance(
+        self,
+        choose: Callable[[Any, _BatchRow], int],
+        run_call: Callable[[_BatchRow, Call], cf.Future[ToolOutput]],
+        cancelled: Callable[[int], bool] | None = None,
+        poll: float | None = None,
+    ) -> None:
+        """One round: rows that `cancelled(i)` flags leave, finished tool results are queued, then one step and a
+        token for each row it fed; when every row waits on its tool, wait for one instead (up to `poll` s)."""
+        rows = self.rows
+        if cancelled is not None:  # rows whose client went away leave the batch before the next step
+            for i in self.active:
+                if cancelled(i):
+                    _cancel(rows[i])
+            self.drop_finished()
+            if not self.active:
+                return
+        live = [rows[i] for i in self.active]
+        for row in live:  # tool results that are ready become the next chunk of their row
+            if row.pending is not None and row.pending[2].done():
+                _take_result(row)
+        if all(row.pending is not None for row in live):
+            cf.wait([row.pending[2] for row in live], timeout=poll, return_when=cf.FIRST_COMPLETED)
+            return
+        last, fed = self.step()
+        self.accept(last, fed, live, choose, run_call)
+
+
+class _Batch(Rounds):
     """The unfinished rows on one KV cache: `active` maps batch slots to row indices."""
 
     def __init__(self, model: Any, rows: list[_BatchRow], pad_id: int, autocast_bf16: bool) -> None:
@@ -193,6 +252,23 @@ def _take_result(row: _BatchRow) -> None:
     row.queue.extend(row.add_result(call, call_start, fut.result()))
 
 
+def make_chooser(
+    tokenizer: Any, size: int, eos: set[int], tools: ToolRegistry, config: DecodeConfig, generator: Any
+) -> TokenChooser:
+    """The token chooser for rows decoding under `config` with `tools` (sampling draws from `generator`)."""
+    vocab = hf_vocab_texts(tokenizer, size)
+    grammar = None
+    if config.grammar is not None:  # JSON tool calls held to the request's functions (`runtime.grammar`)
+        from toolformer.runtime.grammar import GrammarMask, hf_ll_tokenizer, vocab_rules
+
+        ll = None if config.grammar.mode == "none" else hf_ll_tokenizer(tokenizer, size, eos)
+        grammar = GrammarMask(config.grammar, ll, vocab_rules(vocab), eos, config.max_new_tokens)
+    names = vocab.call_names(tools.names())
+    return TokenChooser(
+        config, hf_call_tokens(tokenizer, size), names, TorchLogits(config, generator), grammar
+    )
+
+
 def generate(
     model: Any,
     tokenizer: Any,
@@ -224,48 +300,24 @@ def generate(
     gen = torch.Generator(device="cpu")
     if config.seed is not None:
         gen.manual_seed(config.seed)
-    vocab = hf_vocab_texts(tokenizer, size)
     eos = _eos_ids(model, tokenizer)
-    grammar = None
-    if config.grammar is not None:  # JSON tool calls held to the request's functions (`runtime.grammar`)
-        from toolformer.runtime.grammar import GrammarMask, hf_ll_tokenizer, vocab_rules
-
-        ll = None if config.grammar.mode == "none" else hf_ll_tokenizer(tokenizer, size, eos)
-        grammar = GrammarMask(config.grammar, ll, vocab_rules(vocab), eos, config.max_new_tokens)
-    names = vocab.call_names(tools.names())
-    choose = TokenChooser(config, hf_call_tokens(tokenizer, size), names, TorchLogits(config, gen), grammar)
+    choose = make_chooser(tokenizer, size, eos, tools, config, gen)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (min(eos) if eos else 0)
     setup = RowSetup(tokenizer, config, eos, on_event)
     rows = [_BatchRow(setup, i, p, setup.encode(p) or [pad_id]) for i, p in enumerate(prompts)]
     for row in rows:
         row.queue = list(row.prompt_ids)
     batch = _Batch(model, rows, pad_id, config.autocast_bf16)
+
+    def run_call(row: _BatchRow, call: Call) -> cf.Future[ToolOutput]:
+        return executor.submit(tools.run, call, config.tool_timeout)
+
+    poll = None if cancelled is None else CANCEL_POLL_S  # a row waiting on its tool may be cancelled
     try:
         with torch.inference_mode():
             batch.share_prefix()
             while batch.active:
-                if cancelled is not None:  # rows whose client went away leave the batch before the next step
-                    for i in batch.active:
-                        if cancelled(i):
-                            _cancel(rows[i])
-                    batch.drop_finished()
-                    if not batch.active:
-                        break
-                live = [rows[i] for i in batch.active]
-                for row in live:  # tool results that are ready become the next chunk of their row
-                    if row.pending is not None and row.pending[2].done():
-                        _take_result(row)
-                if all(row.pending is not None for row in live):
-                    poll = None if cancelled is None else CANCEL_POLL_S  # a waiting row may be cancelled
-                    cf.wait([row.pending[2] for row in live], timeout=poll, return_when=cf.FIRST_COMPLETED)
-                    continue
-                last, fed = batch.step()
-                for b, row in enumerate(live):
-                    if row.index in fed and row.pending is None and row.finish is None:
-                        row.queue, call = row.accept(choose(last[b], row))
-                        if call is not None:
-                            row.pending = (*call, executor.submit(tools.run, call[0], config.tool_timeout))
-                batch.drop_finished()
+                batch.advance(choose, run_call, cancelled, poll)
     finally:
         if own_executor:
             executor.shutdown(wait=False, cancel_futures=True)

@@ -345,6 +345,21 @@ def _generate_one(
     return row.generation(time.perf_counter() - started)
 
 
+def llama_chooser(
+    model: LlamaCppModel, tools: ToolRegistry, config: DecodeConfig, rng: np.random.Generator
+) -> TokenChooser:
+    """The token chooser for rows decoding under `config` with `tools` on `model` (sampling draws from `rng`)."""
+    grammar = None
+    if config.grammar is not None:  # JSON tool calls held to the request's functions (`runtime.grammar`)
+        from toolformer.runtime.grammar import GrammarMask, vocab_rules
+
+        ll = None if config.grammar.mode == "none" else model.ll_tokenizer
+        rules = vocab_rules(model.vocab_texts)
+        grammar = GrammarMask(config.grammar, ll, rules, model.tokenizer.eog_ids, config.max_new_tokens)
+    names = model.vocab_texts.call_names(tools.names())
+    return TokenChooser(config, model.call_tokens, names, NumpyLogits(config, rng), grammar)
+
+
 def generate(
     model: LlamaCppModel,
     prompts: str | Sequence[str],
@@ -362,16 +377,7 @@ def generate(
         prompts = [prompts]
     tools = tools if tools is not None else ToolRegistry()
     tok = model.tokenizer
-    names = model.vocab_texts.call_names(tools.names())
-    rng = np.random.default_rng(config.seed)
-    grammar = None
-    if config.grammar is not None:  # JSON tool calls held to the request's functions (`runtime.grammar`)
-        from toolformer.runtime.grammar import GrammarMask, vocab_rules
-
-        ll = None if config.grammar.mode == "none" else model.ll_tokenizer
-        rules = vocab_rules(model.vocab_texts)
-        grammar = GrammarMask(config.grammar, ll, rules, tok.eog_ids, config.max_new_tokens)
-    choose = TokenChooser(config, model.call_tokens, names, NumpyLogits(config, rng), grammar)
+    choose = llama_chooser(model, tools, config, np.random.default_rng(config.seed))
     setup = RowSetup(tok, config, tok.eog_ids, on_event)
     pad_id = tok.pad_token_id if tok.pad_token_id is not None else 0
     return [

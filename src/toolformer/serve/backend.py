@@ -4,10 +4,12 @@ The server calls only `backend.generate(prompts, config, on_event)`, from its on
 `name`, `kind`, `tokenizer` (for the chat template), `tools`, `max_batch`, `context_length` and, when it has one,
 `prompt_style` ("zero-shot" for a trained Toolformer, which then chats as `Toolformer.chat` does). A backend whose
 `drops_rows` is true also gets `cancelled=fn`, `fn(row) -> bool`: it should stop decoding a row once that is true
-(the row's client went away), so the rest of the batch goes on without it.
+(the row's client went away), so the rest of the batch goes on without it. A backend with `decoder(parallel)` (a
+`runtime.continuous.SlotDecoder`, or None) is served with continuous batching (`serve.continuous`).
 `ToolformerBackend` adapts a `Toolformer`, which already runs either decoder: transformers (`runtime.decode`,
 every prompt of a batch in one forward pass per step) or llama.cpp (`runtime.llamacpp`, prompts one after another
-on one context, so its `max_batch` is 1). Another engine (vLLM, a remote model) only has to provide the same attributes and method.
+on one context, so its static `max_batch` is 1; its `decoder()` batches many sequences, `runtime.llamaslots`).
+Another engine (vLLM, a remote model) only has to provide the same attributes and method.
 """
 
 from __future__ import annotations
@@ -60,6 +62,22 @@ class ToolformerBackend:
         self.drops_rows = "cancelled" in inspect.signature(tf.generate).parameters
         # How the model is prompted (`runtime.engine.model_prompt_style`): a trained Toolformer chats zero-shot.
         self.prompt_style: str = getattr(tf, "prompt_style", "few-shot")
+
+    def decoder(self, parallel: int = 32) -> Any:
+        """A step-wise decoder of `parallel` rows for continuous batching (`runtime.continuous` on transformers,
+        `runtime.llamaslots` on llama.cpp); None where the model has none (a stand-in engine)."""
+        model = self.tf.model
+        if self.kind == "llamacpp":
+            if getattr(model, "backend", None) != "llamacpp":
+                return None
+            from toolformer.runtime.llamaslots import LlamaSlotDecoder
+
+            return LlamaSlotDecoder(model, self.tf.tools, slots=parallel)
+        if self.kind != "transformers" or not hasattr(model, "forward"):
+            return None
+        from toolformer.runtime.continuous import ContinuousDecoder
+
+        return ContinuousDecoder(model, self.tf.tokenizer, self.tf.tools)
 
     def generate(
         self,

@@ -8,7 +8,8 @@ other requests happened to share its batch. Requests cancelled while queued are 
 (`prune` drops them at once, so a timed-out request leaves nothing queued). A started batch drops a cancelled
 request's rows when the backend can (`drops_rows`: its `generate` takes `cancelled(row)`), and stops as soon as
 every request in it is gone, whatever the backend.
-This is a queue-fed static batcher, not continuous batching: a request arriving mid-batch waits for the next one.
+This is a queue-fed static batcher: a request arriving mid-batch waits for the next one (`serve.continuous` is the
+continuous one, which `toolformer serve` uses for transformers models; `--batching static` picks this one).
 """
 
 from __future__ import annotations
@@ -44,6 +45,15 @@ class _Job:
     cancelled: Callable[[], bool]
     future: cf.Future[Generation] = field(default_factory=cf.Future)
     key: Any = None
+    queued: float = field(default_factory=time.perf_counter)  # time to first token counts from here
+    first: bool = True  # no text streamed yet
+
+    def first_text(self, event: Event, observe: Callable[[float], None] | None) -> None:
+        """Report the time to the first text once, to `observe` (metrics)."""
+        if self.first and event.kind == "text" and event.text:
+            self.first = False
+            if observe is not None:
+                observe(time.perf_counter() - self.queued)
 
 
 def _batch_key(config: DecodeConfig) -> Any:
@@ -51,25 +61,25 @@ def _batch_key(config: DecodeConfig) -> Any:
     return object() if config.seed is not None else repr(config)
 
 
-class Batcher:
-    """Feeds a `Backend` from a queue on one worker thread (`start`, `submit`, `stop`)."""
+class JobQueue:
+    """The queue and the one model thread a batcher runs on (`start`, `submit`, `prune`, `stop`); a subclass's
+    `_loop` takes jobs off `_queue` under `_cond`. Metrics hooks: `on_batch(size)`, `on_first_token(seconds)` (from
+    submit to the first text) and `on_done(tokens, seconds)`."""
 
-    def __init__(
-        self,
-        backend: Any,
-        max_batch: int | None = None,
-        wait_s: float = 0.005,
-        on_batch: Callable[[int], None] | None = None,
-    ) -> None:
+    def __init__(self, backend: Any, max_batch: int) -> None:
         self.backend = backend
-        self.max_batch = max(1, min(max_batch or backend.max_batch, backend.max_batch))
-        self.wait_s = wait_s
-        self.on_batch = on_batch  # called with each batch's size (metrics)
+        self.max_batch = max_batch
+        self.on_batch: Callable[[int], None] | None = None
+        self.on_first_token: Callable[[float], None] | None = None
+        self.on_done: Callable[[int, float], None] | None = None
         self._queue: deque[_Job] = deque()
         self._cond = threading.Condition()
         self._stopping = False
         self._thread: threading.Thread | None = None
-        self.running = 0  # prompts in the batch being decoded now
+        self.running = 0  # prompts being decoded now
+
+    def _loop(self) -> None:
+        raise NotImplementedError
 
     def start(self) -> None:
         if self._thread is None:
@@ -78,7 +88,8 @@ class Batcher:
             self._thread.start()
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Stop taking batches; queued jobs fail with `Cancelled`. A batch in progress finishes first."""
+        """Stop taking work; queued jobs fail with `Cancelled` (what the model thread does with its own, the
+        subclass says)."""
         with self._cond:
             self._stopping = True
             dropped = list(self._queue)
@@ -92,7 +103,7 @@ class Batcher:
 
     @property
     def depth(self) -> int:
-        """Prompts waiting for a batch."""
+        """Prompts waiting for the model."""
         return len(self._queue)
 
     def submit(
@@ -126,6 +137,22 @@ class Batcher:
         for job in gone:
             job.future.set_exception(Cancelled("the request was cancelled while queued"))
         return len(gone)
+
+
+class Batcher(JobQueue):
+    """Feeds a `Backend` static batches from the queue on one worker thread (`start`, `submit`, `stop`); `stop`
+    lets a batch in progress finish."""
+
+    def __init__(
+        self,
+        backend: Any,
+        max_batch: int | None = None,
+        wait_s: float = 0.005,
+        on_batch: Callable[[int], None] | None = None,
+    ) -> None:
+        super().__init__(backend, max(1, min(max_batch or backend.max_batch, backend.max_batch)))
+        self.wait_s = wait_s
+        self.on_batch = on_batch  # called with each batch's size (metrics)
 
     def _take(self) -> list[_Job]:
         """Wait for work, then take the oldest job and the queued jobs that can share its batch."""
@@ -169,6 +196,7 @@ class Batcher:
     def _run(self, batch: list[_Job]) -> None:
         def dispatch(event: Event) -> None:
             job = batch[event.row]
+            job.first_text(event, self.on_first_token)
             if job.cancelled():
                 # Events come every token: the first one after the last request left ends the batch.
                 if all(j.cancelled() for j in batch):
@@ -209,4 +237,6 @@ class Batcher:
             if job.cancelled():  # its rows may have been dropped part-way: not a reply anyone should read
                 job.future.set_exception(Cancelled("the request was cancelled"))
             else:
+                if self.on_done is not None:
+                    self.on_done(gen.new_tokens, time.perf_counter() - job.queued)
                 job.future.set_result(gen)

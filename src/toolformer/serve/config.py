@@ -8,6 +8,7 @@ from toolformer.errors import ConfigError
 
 API_KEY_ENV = "TOOLFORMER_API_KEY"
 EXAMPLES_MODES = ("auto", "on", "off")
+BATCHING_MODES = ("auto", "continuous", "static")
 
 
 @dataclass
@@ -39,7 +40,28 @@ class ServeConfig:
     max_calls_cap: int = field(
         default=8, metadata={"help": "Largest toolformer.max_calls a request may ask for."}
     )
-    max_batch: int = field(default=16, metadata={"help": "Prompts decoded together in one batch."})
+    batching: str = field(
+        default="auto",
+        metadata={
+            "help": "continuous: requests join the running decode at the next step and leave when done; "
+            "static: a batch runs to its end before the next starts; auto: continuous on transformers, "
+            "static on llama.cpp (one prompt at a time)."
+        },
+    )
+    parallel: int = field(
+        default=32,
+        metadata={
+            "help": "Slots: requests decoded at once with continuous batching (more wait in the queue). "
+            "Each slot holds one row of the KV cache."
+        },
+    )
+    max_batch: int = field(
+        default=16,
+        metadata={
+            "help": "Prompts prefilled together in one forward pass as they join (continuous), or decoded "
+            "together in one batch (static)."
+        },
+    )
     batch_wait_ms: float = field(
         default=5.0,
         metadata={"help": "Milliseconds the batcher waits for more requests before it starts a batch."},
@@ -62,6 +84,7 @@ class ServeConfig:
             "default_max_tokens",
             "max_concurrency_per_key",
             "max_batch",
+            "parallel",
             "workers",
         ):
             if getattr(self, name) < 1:
@@ -78,6 +101,8 @@ class ServeConfig:
             raise ConfigError(
                 f"default_max_tokens={self.default_max_tokens} is above max_tokens_cap={self.max_tokens_cap}"
             )
+        if self.batching not in BATCHING_MODES:
+            raise ConfigError(f"batching must be one of {', '.join(BATCHING_MODES)}, got {self.batching!r}")
         if self.examples not in EXAMPLES_MODES:
             raise ConfigError(f"examples must be one of {', '.join(EXAMPLES_MODES)}, got {self.examples!r}")
         self.api_keys = [k.strip() for k in self.api_keys if k and k.strip()]

@@ -50,10 +50,47 @@ class Metrics:
         self.batch_size = Histogram(
             "toolformer_batch_size", "Prompts decoded together.", buckets=(1, 2, 4, 8, 16, 32, 64), registry=r
         )
+        self.occupancy = Histogram(
+            "toolformer_batch_occupancy",
+            "Rows decoded in each step (continuous batching; at most --parallel).",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128),
+            registry=r,
+        )
+        self.first_token = Histogram(
+            "toolformer_time_to_first_token_seconds",
+            "Seconds from a prompt's arrival at the batcher to its first streamed text.",
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120),
+            registry=r,
+        )
+        self.tokens_per_s = Histogram(
+            "toolformer_generation_tokens_per_second",
+            "Tokens per second of each generation, from its arrival to its end (queueing included).",
+            buckets=(0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500),
+            registry=r,
+        )
+        self.decoding = Gauge("toolformer_rows_decoding", "Rows (slots) decoding now.", registry=r)
+        self.slots = Gauge(
+            "toolformer_slots", "Rows that may decode at once (--parallel; static: --max-batch).", registry=r
+        )
         self.in_flight = Gauge("toolformer_requests_in_flight", "Requests being answered now.", registry=r)
         self.queued = Gauge("toolformer_queue_depth", "Prompts waiting for a batch.", registry=r)
         if queue_depth is not None:
             self.queued.set_function(queue_depth)
+
+    def observe_generation(self, tokens: int, seconds: float) -> None:
+        if seconds > 0:
+            self.tokens_per_s.observe(tokens / seconds)
+
+    def watch(self, batcher: Any, slots: int) -> None:
+        """Hook this registry to `batcher` (static or continuous): queue, rows decoding, batches, latency."""
+        self.queued.set_function(lambda: batcher.depth)
+        self.decoding.set_function(lambda: batcher.running)
+        self.slots.set(slots)
+        batcher.on_batch = self.batch_size.observe
+        batcher.on_first_token = self.first_token.observe
+        batcher.on_done = self.observe_generation
+        if hasattr(batcher, "on_step"):
+            batcher.on_step = self.occupancy.observe
 
     def observe_request(self, route: str, status: int, seconds: float) -> None:
         self.requests.labels(route=route, status=str(status)).inc()

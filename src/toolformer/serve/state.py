@@ -19,6 +19,7 @@ from toolformer.runlog import RunLog
 from toolformer.runtime.results import DecodeConfig
 from toolformer.serve.batcher import Batcher
 from toolformer.serve.config import ServeConfig
+from toolformer.serve.continuous import ContinuousBatcher
 from toolformer.serve.errors import ApiError
 from toolformer.serve.gate import KeyLimiter
 from toolformer.serve.metrics import Metrics
@@ -32,7 +33,7 @@ class ServerState:
 
     backend: Any
     config: ServeConfig
-    batcher: Batcher
+    batcher: Batcher | ContinuousBatcher
     metrics: Metrics
     pool: ThreadPoolExecutor  # runs each request's chat loop; the model itself runs on the batcher's thread
     limiter: KeyLimiter
@@ -42,9 +43,18 @@ class ServerState:
 
     @classmethod
     def build(cls, backend: Any, config: ServeConfig, runlog: RunLog | None = None) -> ServerState:
-        batcher = Batcher(backend, config.max_batch, config.batch_wait_ms / 1000)
-        metrics = Metrics(queue_depth=lambda: batcher.depth)
-        batcher.on_batch = metrics.batch_size.observe
+        # auto: llama.cpp keeps one prompt at a time until its batched decoder (`runtime.llamaslots`) is measured
+        # faster in serving; `--batching continuous` turns it on.
+        wanted = config.batching == "continuous" or (config.batching == "auto" and backend.kind != "llamacpp")
+        continuous = wanted and hasattr(backend, "decoder")
+        decoder = backend.decoder(config.parallel) if continuous else None
+        batcher: Batcher | ContinuousBatcher
+        if decoder is not None:
+            batcher = ContinuousBatcher(backend, decoder, config.parallel, config.max_batch)
+        else:  # static batches: engines without a step-wise decoder, or --batching static
+            batcher = Batcher(backend, config.max_batch, config.batch_wait_ms / 1000)
+        metrics = Metrics()
+        metrics.watch(batcher, config.parallel if decoder is not None else batcher.max_batch)
         state = cls(
             backend=backend,
             config=config,
