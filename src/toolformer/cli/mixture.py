@@ -138,3 +138,34 @@ def mixture_assemble(
     candidates.write_jsonl(out, rows)
     Path(out).with_suffix(".report.json").write_text(json.dumps(counts, indent=1) + "\n", encoding="utf-8")
     print(json.dumps(counts, indent=1))
+
+
+@mixture_app.command("functions")
+@clean_errors
+def mixture_functions(
+    out: Path = typer.Option(..., "--out", "-o", help="The JSONL file of function-calling rows to write."),
+    n: int = typer.Option(2000, "--n", help="Rows to write."),
+    seed: int = typer.Option(0, help="Seed of the functions, requests and kinds."),
+    no_call_share: float = typer.Option(
+        0.2, help="Share of rows where no offered function fits (answered in plain text)."
+    ),
+    parallel_share: float = typer.Option(0.2, help="Share of rows asking for two calls at once."),
+    tokenizer: str = typer.Option(
+        "smollm2-135m-instruct",
+        help="Model whose chat template renders each row's `text` (prompt + answer); '' for no text.",
+    ),
+) -> None:
+    """Write JSON function-calling rows: `toolformer mixture functions --out functions.jsonl --n 2000`."""
+    from collections import Counter
+
+    from toolformer.datagen import candidates
+    from toolformer.datagen.functions import generate_rows
+
+    tok = None
+    if tokenizer:
+        from toolformer.models.load import load_tokenizer
+
+        tok = load_tokenizer(tokenizer)
+    rows = list(generate_rows(n, seed, no_call_share, parallel_share, tok))
+    candidates.write_jsonl(out, rows)
+    print(json.dumps({"rows": len(rows), "kinds": dict(Counter(r["kind"] for r in rows))}, indent=1))

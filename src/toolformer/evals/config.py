@@ -27,7 +27,7 @@ class EvalConfig:
         default="math",
         metadata={
             "help": "Suite: math, facts, qa, temporal, ppl (perplexity), notool (prompts where any call is "
-            "wrong) or all (every suite, one report)."
+            "wrong), bfcl (BFCL function calling through the chat API) or all (every suite but bfcl, one report)."
         },
     )
     datasets: str | None = field(
@@ -42,7 +42,8 @@ class EvalConfig:
             "help": "A JSONL file with the suite's fields to evaluate instead of the shipped dev files "
             "(math: question, answer, optional formula/equation; facts: question with [MASK], answer; "
             "qa: question, answers; choice: question, options, answer; ppl: text; notool: question, or text "
-            "to continue)."
+            "to continue). Suite bfcl: a bfcl-eval wheel (pip download bfcl-eval --no-deps) or a folder of "
+            "BFCL data files instead of the shipped copy."
         },
     )
     baseline: str | None = field(
@@ -92,7 +93,8 @@ class EvalConfig:
     max_new_tokens: int | None = field(
         default=None,
         metadata={
-            "help": "Tokens the model may write per answer (default: math 40, facts 32, qa 48, temporal 48 or 40)."
+            "help": "Tokens the model may write per answer (default: math 40, facts 32, qa 48, temporal 48 or 40, "
+            "bfcl 256)."
         },
     )
     tools: str | None = field(
@@ -150,7 +152,7 @@ class EvalConfig:
             raise ConfigError(f"modes={self.modes!r} names 'baseline' but no --baseline model is given")
         if self.data and self.suite == "all":
             raise ConfigError(f"data={self.data!r} cannot be combined with suite='all' (name one suite)")
-        if self.data and self.datasets:
+        if self.data and self.datasets and self.suite != "bfcl":
             raise ConfigError(f"datasets={self.datasets!r} cannot be combined with data={self.data!r}")
         self.sweep_values()  # validates
         if not self.mode_list() and not self.sweep_values():

@@ -11,6 +11,7 @@ Modes (all greedy, all on the same prompt):
 The ppl suite has no answers: disabled and baseline give perplexity (always with p('[') = 0, also for a baseline
 run with tools), tools is not computed (intractable); `EvalResults.perplexity()` compares the two (paper Table 8).
 No-tool datasets (suite notool) score an answer correct when it has no call: accuracy is the "no call" rate.
+Suite bfcl asks a chat endpoint instead (`evals.bfcl`): `evaluate` hands it over with the `chats` it is given.
 Before any model runs, the tool ceiling of each dataset is computed from the tools alone (`evals.ceiling`).
 """
 
@@ -24,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from toolformer.errors import DataError
-from toolformer.evals import suites
+from toolformer.evals import bfcl, suites
 from toolformer.evals.analysis import error_analysis
 from toolformer.evals.ceiling import Ceiling, ceiling_tool, compute_ceiling
 from toolformer.evals.config import EvalConfig
@@ -79,6 +80,8 @@ def plan_runs(config: EvalConfig) -> list[_Plan]:
 
 def load_datasets(config: EvalConfig) -> list[suites.LoadedDataset]:
     """The datasets `config` names, read and checked (before any model is loaded, so bad data fails fast)."""
+    if config.suite == bfcl.SUITE:
+        return list(bfcl.load_datasets(config))
     if config.data:
         specs = [suites.data_spec(config.suite, config.data)]
     else:
@@ -112,13 +115,17 @@ def evaluate(
     tools: ToolRegistry | None = None,
     progress: Progress | None = None,
     datasets: Sequence[suites.LoadedDataset] | None = None,
+    chats: dict[str, bfcl.Chat] | None = None,
 ) -> EvalResults:
     """Evaluate `config.model` (and `config.baseline`) on `config.suite` in every mode.
 
     `models` maps "model" / "baseline" to preloaded `(model, tokenizer)` pairs (loaded with `load_model`
     otherwise; a baseline naming the same model reuses it). `tools` replaces `load_tools(config.tools)`.
-    `progress(description, n)` is called as examples finish.
+    `progress(description, n)` is called as examples finish. Suite bfcl needs `chats` instead: "model" (and
+    "baseline") mapped to chat endpoints, e.g. `serve.inprocess.InProcessChat` (`toolformer eval` builds them).
     """
+    if config.suite == bfcl.SUITE:
+        return bfcl.evaluate_bfcl(config, chats or {}, progress, datasets)
     started = time.perf_counter()
     loaded = list(datasets) if datasets is not None else load_datasets(config)
     plans = plan_runs(config)
@@ -178,6 +185,8 @@ def evaluate(
 
 def total_steps(config: EvalConfig, loaded: Sequence[suites.LoadedDataset]) -> int:
     """How many examples `evaluate` will report through `progress` (for a progress bar's total)."""
+    if config.suite == bfcl.SUITE:
+        return bfcl.total_steps(config, loaded)
     total = 0
     if config.ceiling_on():
         total += sum(len(ds.examples) for ds in loaded if ceiling_tool(ds.spec) is not None)

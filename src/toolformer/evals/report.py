@@ -29,6 +29,9 @@ METRIC_NOTES = {
     "ppl": "perplexity of the text with p('[') = 0 (lower is better); tools mode is not computed",
     "continuation": "no-tool set: % of continuations with no call, finished or started (any call is wrong)",
     "chat": "no-tool set: % of answers with no call, finished or started (any call is wrong)",
+    "function": "BFCL's AST checker (name, required and unexpected parameters, types, possible values; parallel "
+    "calls order-free; irrelevance: no call); strict reads only the reply's tool_calls, -tolerant also JSON calls "
+    "in its text",
 }
 
 
@@ -50,7 +53,7 @@ def _mode_label(results: EvalResults, run: Run) -> str:
         how = "tools" if run.uses_tools else "no tools"
         return f"baseline ({Path(run.model).name or run.model}, {how})"
     if run.mode == "tools":
-        return f"tools (k={run.trigger_top_k})"
+        return "tools (strict)" if results.config.suite == "bfcl" else f"tools (k={run.trigger_top_k})"
     return run.mode
 
 

@@ -194,7 +194,8 @@ class EvalResults:
     def notices(self) -> list[str]:
         """Warnings a reader needs: a tool-using mode that made no call (so it equals the no-tool columns)."""
         out: list[str] = []
-        task = [d.name for d in self.datasets if d.kind not in ("ppl", *suites.NO_TOOL_KINDS)]
+        skip = ("ppl", *suites.NO_TOOL_KINDS, *suites.API_KINDS)  # API kinds: calls are JSON, no --shots hint
+        task = [d.name for d in self.datasets if d.kind not in skip]
         for run in self.tool_runs():
             scored = [n for n in task if n in run.by_dataset]
             silent = [n for n in scored if not self._any_call(run.mode, n)]

@@ -10,7 +10,9 @@ Suites and their shipped files (`toolformer/data/evals/`, see the README there):
 - notool: notool_passages (the wiki_ppl passages cut at about half their length, continued by the model) and
   notool_chat (conversational prompts written for this project); no tool helps, so any call is wrong: the
   metric is the share of answers without a call.
-- all: every suite above, in that order, into one report.
+- bfcl: BFCL v4 function calling (simple, multiple, parallel, parallel_multiple, irrelevance), asked through the
+  chat API with each case's functions as `tools` and scored by BFCL's AST checker (`evals.bfcl`); not in `all`.
+- all: every suite above but bfcl, in that order, into one report.
 
 Prompts are zero-shot by default, as in the paper: "Question: …\\nAnswer:" for math, QA and temporal, and the
 LAMA cloze cut just before its [MASK] for facts (the model continues the text). `shots=N` puts the first N
@@ -33,12 +35,15 @@ from typing import Any
 
 from toolformer.errors import ConfigError, DataError
 from toolformer.evals import metrics
+from toolformer.evals.bfcl_data import CATEGORIES as BFCL_CATEGORIES
+from toolformer.evals.bfcl_data import BfclCase, load_cases
 from toolformer.inputs import input_file, iter_lines
 from toolformer.runtime.prompts import EXAMPLES, HEADER
 
-KINDS = ("math", "cloze", "qa", "choice", "ppl", "continuation", "chat")
+KINDS = ("math", "cloze", "qa", "choice", "ppl", "continuation", "chat", "function")
 NO_TOOL_KINDS = ("continuation", "chat")  # any call is wrong; the metric is the share of answers without one
-ALL = "all"  # the pseudo-suite running every suite of SUITES
+API_KINDS = ("function",)  # asked through the chat API with the case's functions (`evals.bfcl`), not in `all`
+ALL = "all"  # the pseudo-suite running every suite of SUITES but those of API_KINDS
 
 
 @dataclass(frozen=True)
@@ -137,11 +142,18 @@ SUITES: dict[str, list[DatasetSpec]] = {
             "notool_chat", "notool", "chat", "notool_chat.jsonl", (), "conversational prompts (written here)"
         ),
     ],
+    "bfcl": [
+        DatasetSpec(
+            name, "bfcl", "function", f"bfcl/BFCL_v4_{cat}.json.gz", (), f"BFCL v4 {cat} (Apache-2.0)"
+        )
+        for name, cat in BFCL_CATEGORIES.items()
+    ],
 }
 
 # Tokens the model may write per answer (a call's own tokens count, its result does not). `--max-new-tokens`
 # overrides. A call plus a short answer is ~25 tokens; QA answers are judged on 20 words.
 MAX_NEW_TOKENS = {"math": 40, "cloze": 32, "qa": 48, "choice": 40, "ppl": 1, "continuation": 40, "chat": 48}
+MAX_NEW_TOKENS["function"] = 256  # room for two or three JSON calls
 STOP = {
     "math": ["\nQuestion:", "\n\n"],
     "qa": ["\nQuestion:", "\n\n"],
@@ -243,7 +255,8 @@ def suite_specs(suite: str, datasets: str | list[str] | None = None) -> list[Dat
     (comma-separated or a list)."""
     if suite not in suite_names():
         raise ConfigError(f"suite={suite!r} is not one of {', '.join(suite_names())}")
-    specs = [s for specs in SUITES.values() for s in specs] if suite == ALL else SUITES[suite]
+    every = [s for specs in SUITES.values() for s in specs if s.kind not in API_KINDS]
+    specs = every if suite == ALL else SUITES[suite]
     if not datasets:
         return list(specs)
     wanted = [d.strip() for d in datasets.split(",")] if isinstance(datasets, str) else list(datasets)
@@ -279,7 +292,11 @@ def load_dataset(spec: DatasetSpec, limit: int | None = None) -> LoadedDataset:
     A malformed record raises DataError naming the file, line and field. Records that are well formed but cannot
     be scored by the metric are skipped and counted: math golds that are not one number (`answer: null`, as in
     68 ASDiv dev records) and LAMA clozes whose [MASK] is not at the end (the paper evaluates only those).
+    A BFCL dataset (kind function) is read by `bfcl_data`: its questions and possible answers.
     """
+    if spec.kind in API_KINDS:
+        cases = load_cases(spec.name, spec.path, limit)
+        return LoadedDataset(spec, function_examples(spec.name, cases))
     path = spec.location()
     examples: list[Example] = []
     skipped: dict[str, int] = {}
@@ -303,6 +320,11 @@ def load_dataset(spec: DatasetSpec, limit: int | None = None) -> LoadedDataset:
     if not examples:
         raise DataError(f"{path}: no scorable records for a {spec.kind} dataset")
     return LoadedDataset(spec, examples, sum(skipped.values()), skipped)
+
+
+def function_examples(dataset: str, cases: list[BfclCase]) -> list[Example]:
+    """BFCL cases as Examples: the last user message and the possible answers."""
+    return [Example(c.id, dataset, c.question, list(c.ground_truth), line=n) for n, c in enumerate(cases, 1)]
 
 
 def _read_record(record: dict[str, Any], spec: DatasetSpec, where: str, lineno: int) -> Example | str:

@@ -47,6 +47,7 @@ JSON_OPTIONS = {
 }  # json.dumps' form
 _AFTER_OPEN = '\n{"'  # what may follow `<tool_call>` in the token that completes it (auto)
 _CLOSERS = set('"}]')
+_SCHEMA_MAPS = ("properties", "patternProperties", "$defs", "definitions")
 
 
 @dataclass(frozen=True)
@@ -71,17 +72,28 @@ def bounded(schema: Any) -> Any:
         return [bounded(s) for s in schema]
     if not isinstance(schema, dict):
         return schema
-    out = {
-        k: bounded(v) if k not in ("enum", "const", "default", "examples") else v for k, v in schema.items()
-    }
+    out: dict[str, Any] = {}
+    for k, v in schema.items():
+        if k in ("enum", "const", "default", "examples"):
+            out[k] = v
+        elif k in _SCHEMA_MAPS and isinstance(v, dict):  # names -> schemas: a property may be named "type"
+            out[k] = {name: bounded(s) for name, s in v.items()}
+        else:
+            out[k] = bounded(v)
     kinds = out.get("type")
-    kinds = set(kinds) if isinstance(kinds, list) else {kinds}
+    kinds = set(kinds) if isinstance(kinds, list) else {kinds} if isinstance(kinds, str) else set()
     free_text = not any(k in out for k in ("enum", "const", "pattern", "format"))
     if "string" in kinds and free_text and "maxLength" not in out:
         out["maxLength"] = max(MAX_STRING, int(out.get("minLength", 0)))
     if "array" in kinds and "maxItems" not in out:
         out["maxItems"] = max(MAX_ITEMS, int(out.get("minItems", 0)))
     if ("object" in kinds or "properties" in out) and "additionalProperties" not in out:
+        # A required key the schema does not describe stays allowed (any value), or no object would satisfy it.
+        declared = out.get("properties") if isinstance(out.get("properties"), dict) else {}
+        required = out.get("required") if isinstance(out.get("required"), list) else []
+        missing = {r: {} for r in required if isinstance(r, str) and r not in declared}
+        if missing:
+            out["properties"] = {**declared, **missing}
         out["additionalProperties"] = False
     return out
 
