@@ -47,7 +47,7 @@ CONFIG_COMMANDS = _config_commands()
 
 def test_the_config_driven_commands_are_found() -> None:
     names = {" ".join(path) for path, _ in CONFIG_COMMANDS}
-    assert names == {"annotate run", "eval", "train", "compress", "adapt", "serve"}
+    assert names == {"annotate run", "eval", "train", "pretrain", "compress", "adapt", "serve"}
 
 
 @pytest.mark.parametrize("path,fn", CONFIG_COMMANDS, ids=[" ".join(p) for p, _ in CONFIG_COMMANDS])

@@ -19,7 +19,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     # `runlog` stores the runtime's answers and calls for `ask`/`chat` and `serve`; `doctor` checks what the
     # models, tools and runtime need, finding each thing the way they do
     ("runtime", "runlog", "doctor"),
-    ("datagen", "train", "evals", "export"),  # the paper's pipeline
+    ("datagen", "train", "pretrain", "evals", "export"),  # the paper's pipeline (+ pretraining from scratch)
     ("compress", "adapt", "augment"),  # the toolchain around it
     ("serve",),
     ("cli", "live"),  # `live` prints answers for `ask`/`chat` with `serve.stream.ReplyStream`

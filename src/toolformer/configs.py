@@ -1,9 +1,9 @@
-"""Helpers shared by the config dataclasses: fields with help text, their help and default, device, bf16, and the
-Hugging Face trainer arguments that `toolformer train` and `toolformer adapt` set alike."""
+"""Helpers shared by the config dataclasses: fields with help text, their help and default, JSON records, device,
+bf16, and the Hugging Face trainer arguments that `toolformer train` and `toolformer adapt` set alike."""
 
 from __future__ import annotations
 
-from dataclasses import field, fields
+from dataclasses import asdict, field, fields
 from typing import Any
 
 
@@ -20,6 +20,19 @@ def field_default(cls: type, name: str) -> Any:
 def option(default: Any, help: str, **kwargs: Any) -> Any:
     """A dataclass field with a default and its help text (read by the CLI and written into run logs)."""
     return field(default=default, metadata={"help": help}, **kwargs)
+
+
+class JsonRecord:
+    """A dataclass saved as JSON: `to_dict()`, and `from_dict(data)` that ignores keys it does not know (a file
+    written by a newer version still loads)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)  # type: ignore[call-overload]
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Any:
+        known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+        return cls(**{k: v for k, v in data.items() if k in known})
 
 
 def resolve_device(device: str) -> str:

@@ -8,7 +8,19 @@ from __future__ import annotations
 
 import typer
 
-from toolformer.cli import adapt, augment, chat, compress, doctor, evaluate, export, logs, serve, train
+from toolformer.cli import (
+    adapt,
+    augment,
+    chat,
+    compress,
+    doctor,
+    evaluate,
+    export,
+    logs,
+    pretrain,
+    serve,
+    train,
+)
 from toolformer.cli.annotate import annotate_app
 from toolformer.cli.common import LiteralHelp, clean_errors, print_error
 from toolformer.cli.index import index_app
@@ -26,6 +38,7 @@ app.command()(chat.ask)
 app.command()(chat.chat)
 app.command("eval")(evaluate.eval_command)
 app.command("train")(train.train_command)
+app.command("pretrain")(pretrain.pretrain_command)
 app.command("compress")(compress.compress_command)
 app.command("export")(export.export_command)
 app.command("adapt")(adapt.adapt_command)
