@@ -225,7 +225,8 @@ def test_detection_picks_the_installed_pair(tmp_path, text: str, mode: str) -> N
         fake_apertium(tmp_path, ["eng-spa", "spa-eng", "cat-eng", "hbs-eng", "gl-en", "Cyrl-Latn"])
     )
     assert engine.translate(text) == f"[{mode}] {text}"
-    assert logged(tmp_path)[-1] == f"-u -f txt {mode}"  # plain text in and out, unknown-word stars off
+    runs = [line for line in logged(tmp_path) if line.startswith("-u")]
+    assert runs[0] == f"-u -f txt {mode}"  # plain text in and out, unknown-word stars off
 
 
 def test_pair_names_in_either_code_style(tmp_path) -> None:
@@ -242,6 +243,22 @@ def test_unsure_short_phrase_goes_to_a_translatable_language(tmp_path) -> None:
     # py3langid alone guesses Venetian or Italian for the tool's own example; Spanish is the language Apertium has.
     assert engine.choose("el gato negro") == ("es", "spa-eng")
     assert engine.translate("el gato negro") == "[spa-eng] el gato negro"
+
+
+def test_an_unsure_guess_keeps_the_pair_that_translates_most_words(tmp_path) -> None:
+    # py3langid ranks Galician above Spanish for this lower-case phrase; Galician leaves "perro" untranslated.
+    body = 'read line; if [ "$4" = spa-eng ]; then echo "The dog eats bread"; else echo "He perro eats bread"; fi'
+    engine = Apertium(fake_apertium(tmp_path, ["gl-en", "spa-eng"], body))
+    assert engine.choose("el perro come pan") == ("gl", "gl-en")
+    assert engine.translate("el perro come pan") == "The dog eats bread"
+    assert [line for line in logged(tmp_path) if line.startswith("-u")] == [
+        "-u -f txt gl-en",
+        "-u -f txt spa-eng",
+    ]
+    # a sure detection runs its one pair only
+    engine.translate(SPANISH)
+    assert [line for line in logged(tmp_path) if line.startswith("-u")][-1] == "-u -f txt spa-eng"
+    assert sum(line.startswith("-u") for line in logged(tmp_path)) == 3
 
 
 def test_cyrillic_serbo_croatian_is_transliterated_first(tmp_path) -> None:
@@ -388,6 +405,12 @@ needs_apertium = pytest.mark.skipif(
 def test_real_apertium_spanish() -> None:
     out = mt_tool("apertium").run(Call("MT", '"El gato negro duerme en la casa."'))
     assert out.ok and out.text == "The black cat sleeps in the house.", out.text
+
+
+@needs_apertium
+def test_real_apertium_short_lower_case_spanish() -> None:
+    out = mt_tool("apertium").run(Call("MT", '"el perro come pan"'))
+    assert out.ok and out.text == "The dog eats bread", out.text
 
 
 @needs_apertium

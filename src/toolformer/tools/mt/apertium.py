@@ -125,10 +125,27 @@ class Apertium:
             return text
         if mode is None:
             raise ToolError(missing_backend_message(lang, apertium_installed=self.installed()))
+        modes = self._unsure_modes(text) or [mode]
+        outputs = [self._translate_with(m, text) for m in modes]
+        # An unsure guess tries the first few translatable languages in py3langid's order and keeps the one that
+        # leaves the fewest source words untranslated ("el perro come pan" ranks Galician above Spanish).
+        return min(outputs, key=lambda out: _untranslated(text, out))
+
+    def _translate_with(self, mode: str, text: str) -> str:
         source = text
         if mode.startswith("hbs-") and _CYRILLIC.search(text) and "Cyrl-Latn" in self.modes():
             text = self._run(["-u", "-f", "txt", "Cyrl-Latn"], text)  # the hbs pairs read Latin script only
         return strip_marks(self._run(["-u", "-f", "txt", mode], text), source)
+
+    def _unsure_modes(self, text: str, most: int = 3) -> list[str]:
+        """The installed pairs of the first `most` translatable languages in py3langid's ranking when its top
+        language is a guess without a pair of its own (see `choose`); [] when the choice is sure."""
+        ranking = _identifier().rank(text)
+        top, prob = ranking[0]
+        if top == "en" or self.pair(top) is not None or prob >= UNSURE_BELOW:
+            return []
+        modes = [m for code, _p in ranking if code != "en" and (m := self.pair(code)) is not None]
+        return modes[:most]
 
     def _run(self, args: list[str], text: str) -> str:
         """Run `apertium ARGS` on `text` (stdin) and return its stdout; kill the process group at the limit."""
@@ -159,6 +176,12 @@ class Apertium:
                 + (f": {detail[0]}" if detail else "")
             )
         return out.decode("utf-8", "replace").strip()
+
+
+def _untranslated(source: str, output: str) -> int:
+    """Words of two letters or more in `source` that come out unchanged (an unknown word passes through `-u`)."""
+    out = {w.lower() for w in re.findall(r"\w+", output)}
+    return sum(1 for w in re.findall(r"[^\W\d_]{2,}", source) if w.lower() in out)
 
 
 def strip_marks(output: str, source: str) -> str:
