@@ -369,3 +369,15 @@ def test_cli_assemble_drops_rows_overlapping_a_check_file_and_caps_each_tool(tmp
     res = CliRunner().invoke(app, [*args, "--max-per-tool", "2"])
     assert res.exit_code == 0, res.output
     assert json.loads(out.with_suffix(".report.json").read_text())["rows"] == 2
+
+
+def test_mixture_build_refuses_more_calendar_questions_than_there_are(tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from toolformer.cli import app
+
+    gsm8k = tmp_path / "gsm8k.jsonl"
+    gsm8k.write_text('{"question": "q", "answer": "a #### 1"}\n', encoding="utf-8")
+    args = ["mixture", "build", "--gsm8k", str(gsm8k), "--out", str(tmp_path / "c"), "--calendar", "99"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2 and "calendar=99" in result.output and not (tmp_path / "c").exists()

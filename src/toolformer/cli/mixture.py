@@ -74,6 +74,10 @@ def mixture_build(
     except ValueError as exc:
         raise ConfigError(f"dates={dates!r}: {exc}") from None
     days = days or candidates.calendar_dates(24)
+    if not 0 <= calendar <= len(candidates.CALENDAR_QUESTIONS):
+        raise ConfigError(
+            f"calendar={calendar}: between 0 and {len(candidates.CALENDAR_QUESTIONS)} (the questions there are)"
+        )
     from toolformer.inputs import input_file
 
     input_file(gsm8k, "gsm8k")
