@@ -147,9 +147,9 @@ def _resolve(name_or_path: str) -> _Source:
         key = hashlib.sha256(str(resolved).encode()).hexdigest()[:12]
         return _Source("gguf", text, resolved, cache_dir(f"gguf-{resolved.stem}-{key}"))
     if path.is_dir():
-        if not (path / "config.json").is_file() and (path / "adapter_config.json").is_file():
-            return _adapter_folder(path, text)
         if not (path / "config.json").is_file():
+            if (path / "adapter_config.json").is_file():
+                return _adapter_folder(path, text)
             raise ModelNotFoundError(
                 f"model={text!r}: directory {path} has no config.json, so it is not a Hugging Face model directory"
             )

@@ -104,28 +104,37 @@ class Apertium:
         When py3langid is unsure (top probability below UNSURE_BELOW) of a language no pair covers, the most
         probable language among those Apertium can translate (installed or packaged) and English is taken.
         """
+        lang, modes = self._choices(text)
+        return lang, (modes[0] if modes else None)
+
+    def _choices(self, text: str, most: int = 3) -> tuple[str, list[str]]:
+        """(language, pairs to try) for `text`, from one py3langid ranking: `choose`'s language and its pair; when
+        the detection is a guess, the installed pairs of the first `most` translatable languages in the ranking
+        (the chosen language's first). No pair: []."""
         ranking = _identifier().rank(text)
         top, prob = ranking[0]
         if top == "en":
-            return top, None
+            return top, []
         mode = self.pair(top)
         if mode is not None or prob >= UNSURE_BELOW:
-            return top, mode
+            return top, [] if mode is None else [mode]
         candidates = {lang for lang in LANGID_TO_NLLB if self.pair(lang)} | set(APERTIUM_PACKAGES) | {"en"}
         lang = next(code for code, _p in ranking if code in candidates)
-        return lang, (None if lang == "en" else self.pair(lang))
+        if lang == "en" or self.pair(lang) is None:
+            return lang, []
+        modes = [m for code, _p in ranking if code != "en" and (m := self.pair(code)) is not None]
+        return lang, modes[:most]
 
     def translate(self, text: str) -> str:
         """Translate `text` into English; English input comes back unchanged (whitespace normalised)."""
         text = " ".join(str(text).split())
         if not text:
             raise ToolError("text is empty")
-        lang, mode = self.choose(text)
+        lang, modes = self._choices(text)
         if lang == "en":
             return text
-        if mode is None:
+        if not modes:
             raise ToolError(missing_backend_message(lang, apertium_installed=self.installed()))
-        modes = self._unsure_modes(text) or [mode]
         outputs = [self._translate_with(m, text) for m in modes]
         # An unsure guess tries the first few translatable languages in py3langid's order and keeps the one that
         # leaves the fewest source words untranslated ("el perro come pan" ranks Galician above Spanish).
@@ -136,16 +145,6 @@ class Apertium:
         if mode.startswith("hbs-") and _CYRILLIC.search(text) and "Cyrl-Latn" in self.modes():
             text = self._run(["-u", "-f", "txt", "Cyrl-Latn"], text)  # the hbs pairs read Latin script only
         return strip_marks(self._run(["-u", "-f", "txt", mode], text), source)
-
-    def _unsure_modes(self, text: str, most: int = 3) -> list[str]:
-        """The installed pairs of the first `most` translatable languages in py3langid's ranking when its top
-        language is a guess without a pair of its own (see `choose`); [] when the choice is sure."""
-        ranking = _identifier().rank(text)
-        top, prob = ranking[0]
-        if top == "en" or self.pair(top) is not None or prob >= UNSURE_BELOW:
-            return []
-        modes = [m for code, _p in ranking if code != "en" and (m := self.pair(code)) is not None]
-        return modes[:most]
 
     def _run(self, args: list[str], text: str) -> str:
         """Run `apertium ARGS` on `text` (stdin) and return its stdout; kill the process group at the limit."""
