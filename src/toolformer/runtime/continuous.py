@@ -35,6 +35,7 @@ from toolformer.runtime.decode import (
     _eos_ids,
     _shared_prefix_len,
     make_chooser,
+    pad_id_of,
 )
 from toolformer.runtime.results import DecodeConfig, Event, Generation
 from toolformer.runtime.rows import RowSetup
@@ -170,8 +171,7 @@ class ContinuousDecoder(SlotDecoder, _Batch):
         autocast_bf16: bool = False,
     ) -> None:
         eos = _eos_ids(model, tokenizer)
-        pad = tokenizer.pad_token_id
-        pad_id = pad if pad is not None else (min(eos) if eos else 0)
+        pad_id = pad_id_of(tokenizer, eos)
         _Batch.__init__(self, model, [], pad_id, autocast_bf16)
         self._init_slots(tokenizer, tools, eos, pad_id)
         self.size = min(len(tokenizer), int(model.config.vocab_size))

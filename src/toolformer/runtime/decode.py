@@ -252,6 +252,11 @@ def _take_result(row: _BatchRow) -> None:
     row.queue.extend(row.add_result(call, call_start, fut.result()))
 
 
+def pad_id_of(tokenizer: Any, eos: set[int]) -> int:
+    """The id that pads rows: the tokenizer's pad token, else the smallest end-of-sequence id, else 0."""
+    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (min(eos) if eos else 0)
+
+
 def make_chooser(
     tokenizer: Any, size: int, eos: set[int], tools: ToolRegistry, config: DecodeConfig, generator: Any
 ) -> TokenChooser:
@@ -302,7 +307,7 @@ def generate(
         gen.manual_seed(config.seed)
     eos = _eos_ids(model, tokenizer)
     choose = make_chooser(tokenizer, size, eos, tools, config, gen)
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (min(eos) if eos else 0)
+    pad_id = pad_id_of(tokenizer, eos)
     setup = RowSetup(tokenizer, config, eos, on_event)
     rows = [_BatchRow(setup, i, p, setup.encode(p) or [pad_id]) for i, p in enumerate(prompts)]
     for row in rows:
