@@ -35,9 +35,9 @@ from toolformer.train.trainer import (
     _curves,
     _mark_trained_toolformer,
     _quiet_datasets,
-    _remove_incomplete,
     _tensorboard,
     complete_checkpoints,
+    resume_checkpoint,
 )
 from toolformer.versions import versions
 
@@ -105,13 +105,7 @@ def starting_point(config: PretrainConfig, out: Path) -> tuple[Path | None, Pret
             raise ConfigError(f"{out / CONFIG_FILE} is not readable ({exc}); use another --out") from None
         if changed:
             raise ConfigError(f"--resume with other options than the run in {str(out)!r} ({changed[0]})")
-    removed = _remove_incomplete(out / CHECKPOINTS)
-    if removed:
-        logger.warning("deleted incomplete checkpoints left by a kill: %s", ", ".join(sorted(removed)))
-    done = complete_checkpoints(out / CHECKPOINTS)
-    if not done:
-        logger.warning("--resume: no complete checkpoint in %s, starting from step 0", out / CHECKPOINTS)
-    return (done[-1] if done else None), None
+    return resume_checkpoint(out / CHECKPOINTS), None
 
 
 # --------------------------------------------------------------------------------------------- pieces

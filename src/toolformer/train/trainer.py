@@ -142,14 +142,20 @@ def _prepare_out(config: TrainConfig, out: Path) -> tuple[Path | None, TrainRepo
                 f"--resume with other options than the run in {str(out)!r} ({changed[0]}): rerun with the same "
                 "options or use another --out"
             )
+    return resume_checkpoint(ckpt_dir), None
+
+
+def resume_checkpoint(ckpt_dir: Path) -> Path | None:
+    """The last complete checkpoint in `ckpt_dir` to resume from (None: start at step 0), after deleting the
+    incomplete ones a kill left."""
     removed = _remove_incomplete(ckpt_dir)
     if removed:
         logger.warning("deleted incomplete checkpoints left by a kill: %s", ", ".join(sorted(removed)))
     done = complete_checkpoints(ckpt_dir)
     if not done:
         logger.warning("--resume: no complete checkpoint in %s, starting from step 0", ckpt_dir)
-        return None, None
-    return done[-1], None
+        return None
+    return done[-1]
 
 
 # --------------------------------------------------------------------------------------------- pieces
