@@ -324,6 +324,41 @@ def test_train_then_load_round_trip(tmp_path: Path, tiny_dir: Path, lora: bool) 
     assert len(gen) == 1 and gen[0].new_tokens >= 1
 
 
+def test_init_adapter_continues_a_trained_adapter(tmp_path: Path, tiny_dir: Path) -> None:
+    from safetensors.torch import load_file
+
+    from toolformer.errors import ConfigError, ModelNotFoundError
+    from toolformer.train import train
+
+    data = small_corpus(tmp_path / "d.jsonl")
+    first = tmp_path / "first"
+    train(config(data, first, tiny_dir, lora=True, merge=False, max_steps=2, learning_rate=1e-2))
+    # Continued with a learning rate too small to move it: the weights are the first run's, not a new adapter's
+    # (a new one starts with every lora_B at zero).
+    again = tmp_path / "again"
+    report = train(
+        config(data, again, tiny_dir, lora=True, merge=False, max_steps=1, learning_rate=1e-12,
+               init_adapter=str(first))
+    )  # fmt: skip
+    assert report.mode == "lora-adapter"
+    a, b = load_file(first / "adapter_model.safetensors"), load_file(again / "adapter_model.safetensors")
+    b_keys = [k for k in a if "lora_B" in k]
+    assert b_keys and set(a) == set(b)
+    assert any(a[k].abs().max() > 0 for k in b_keys)
+    assert all(torch_allclose(a[k], b[k]) for k in a)
+
+    with pytest.raises(ConfigError, match="init_adapter='x' needs --lora"):
+        config(data, tmp_path / "o1", tiny_dir, init_adapter="x").check()
+    with pytest.raises(ModelNotFoundError, match="init_adapter='.*nowhere'"):
+        train(config(data, tmp_path / "o2", tiny_dir, lora=True, init_adapter=str(tmp_path / "nowhere")))
+
+
+def torch_allclose(x: Any, y: Any) -> bool:
+    import torch
+
+    return bool(torch.allclose(x.float(), y.float(), atol=1e-6))
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(900)  # the wait for the first checkpoint below has no deadline of its own
 def test_resume_after_kill_continues_from_the_checkpoint(tmp_path: Path, tiny_dir: Path) -> None:

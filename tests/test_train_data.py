@@ -160,3 +160,44 @@ def test_eos_is_added_once_and_the_cut_can_drop_a_text() -> None:
     assert encode_many(tok, [], "all") == []
     kept = encode(tok, Text("a", CALL, "train", ANNOTATED, CALL.index("[")), "all", max_length=8)
     assert kept is not None and kept["labels"] == kept["input_ids"] == tok.ids(CALL[:8])
+
+
+def test_a_prompt_completion_row_labels_its_completion_only(tmp_path: Path) -> None:
+    rows = [
+        {
+            "id": "pc",
+            "prompt": "User: weather in Oslo?\nAssistant:",
+            "completion": ' <tool_call>{"name": "w"}',
+        },
+        {"id": "pc-call", "prompt": "Q: 3+4?\nA:", "completion": " [Calculator(3 + 4) → 7] 7"},
+        {"id": "t", "text": "Plain text row."},
+    ]
+    corpus = read_corpus(write_jsonl(tmp_path / "d.jsonl", rows), dev_fraction=0.0)
+    by_id = {t.id: t for t in corpus.plain + corpus.annotated}
+    assert [t.id for t in corpus.annotated] == ["pc-call"]  # an executed call in the completion: annotated
+    tok = CharTokenizer()
+    for loss in ("all", "after-call"):
+        row = encode(tok, by_id["pc"], loss=loss)
+        cut = len(rows[0]["prompt"])
+        assert row is not None and row["input_ids"] == tok.ids(rows[0]["prompt"] + rows[0]["completion"]) + [
+            1
+        ]
+        assert row["labels"][:cut] == [-100] * cut and row["labels"][cut:] == row["input_ids"][cut:]
+        assert encode(tok, by_id["t"], loss=loss)["labels"] == tok.ids("Plain text row.") + [1]
+    # After-call: from the call's "[" on, which lies inside the completion.
+    call = encode(tok, by_id["pc-call"], loss="after-call")
+    start = "Q: 3+4?\nA: [".index("[")
+    assert call["labels"][:start] == [-100] * start and call["labels"][start] != -100
+    assert encode(tok, by_id["pc-call"], loss="all")["labels"][: len("Q: 3+4?\nA:")] == [-100] * len(
+        "Q: 3+4?\nA:"
+    )
+
+
+def test_half_a_prompt_completion_row_is_a_text_row_and_a_bad_one_names_its_line(tmp_path: Path) -> None:
+    corpus = read_corpus(
+        write_jsonl(tmp_path / "a.jsonl", [{"prompt": "meta", "text": CALL}]), dev_fraction=0.0
+    )
+    assert [t.text for t in corpus.annotated] == [CALL]  # "prompt" alone is just another field
+    bad = write_jsonl(tmp_path / "b.jsonl", [{"prompt": "Q:", "completion": 3}])
+    with pytest.raises(DataError, match=r"b\.jsonl:1: a prompt–completion row needs string fields"):
+        read_corpus(bad)

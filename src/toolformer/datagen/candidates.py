@@ -103,14 +103,49 @@ MORE_TASKS = ("say thank you to a neighbour", "welcome a new colleague", "cheer 
               "pick a name for a houseplant")  # fmt: skip
 
 
+# Session 12: a third batch, after the stop-11 model called a tool on every conversational prompt at k = 10 (the
+# " [" after "Answer:" ranked 0-4 among the tokens: 3,200 texts answer a question with a call, ~330 without one).
+# Kinds the first two batches lacked: opinions, rewrites, greetings, feelings, recommendations, role play, lists.
+THIRD_TEMPLATES = (
+    "What do you think about {}?", "Do you enjoy {}?", "Why do people love {}?", "Tell me something nice about {}.",
+    "Write a friendly text message about {}.", "Share a happy thought about {}.",
+    "Describe {} to someone who has never seen it.", "Give me a creative idea involving {}.",
+    "Write a short diary entry about {}.", "Pretend you are {} and say hello.",
+    "Make a list of three feelings {} brings.", "Write a cozy sentence about {}.",
+)  # fmt: skip
+THIRD_SUBJECTS = ("rainy Sundays", "homemade soup", "a walk in the park", "board games with family",
+                  "a new notebook", "baking cookies", "the sound of waves", "learning to whistle", "garden flowers",
+                  "a long bus ride", "a warm blanket", "painting with watercolours", "a picnic by the lake",
+                  "watching clouds", "an old photo album", "a cat asleep in the sun", "a quiet morning",
+                  "singing in the shower", "a surprise letter", "a tidy kitchen")  # fmt: skip
+THIRD_FIXED = (
+    "Hey, how is it going?", "Nice to meet you!", "Good evening, friend.", "Thanks, that was helpful.",
+    "I feel a bit tired today.", "I just finished my homework!", "I am nervous about my first day at a new job.",
+    "Can you say something encouraging?", "What would be a fun thing to do this weekend?",
+    "Say goodnight to me in a poetic way.", "Tell me why kindness matters.", "How do I make my room feel calmer?",
+    "Rewrite politely: Move your car.", "Make this friendlier: We need the files.",
+    "Shorten this: I would like to take this opportunity to thank you for all of your help.",
+    "Turn this into a question: The shop opens early.", "Say this more simply: The outcome was unfavourable.",
+    "Rewrite as a headline: Local children plant a hundred trees.", "Suggest a title for a story about a brave mouse.",
+    "Give me a pep talk before a football match.", "Write a toast for a friend's wedding.",
+    "Write a welcome sign for a school library.", "What is a nice compliment for a cook?",
+    "Invent a new ice cream flavour and describe it.", "Describe a perfect lazy afternoon.",
+    "Write a gentle reminder to drink water.", "How can I be a better listener?",
+    "What should I write in a get-well card?", "Suggest three names for a goldfish.",
+    "Write a short thank-you to a bus driver.",
+)  # fmt: skip
+
+
 def no_call_prompts() -> list[str]:
     """Every conversational prompt of the no-call texts: CHAT_PROMPTS, then the creative and advice templates,
-    then the second batch (`MORE_*`)."""
+    then the second batch (`MORE_*`), then the third (`THIRD_*`)."""
     out = list(CHAT_PROMPTS)
     out += [f"Write {form} about {topic}." for form in CREATIVE_FORMS for topic in CREATIVE_TOPICS]
     out += [f"Give me two tips for {topic}." for topic in ADVICE_TOPICS]
     out += [f"Write {form} about {topic}." for form in MORE_FORMS for topic in MORE_TOPICS]
     out += [req.format(task) for req in MORE_REQUESTS for task in MORE_TASKS]
+    out += [t.format(subject) for t in THIRD_TEMPLATES for subject in THIRD_SUBJECTS]
+    out += list(THIRD_FIXED)
     return out
 
 

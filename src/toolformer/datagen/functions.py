@@ -16,7 +16,8 @@ The answer is written exactly as the runtime reads it and as its call grammar wr
 (`runtime.jsoncalls.format_json_call`: `<tool_call>\\n{"name": …, "arguments": {…}}\\n</tool_call>`, blocks joined
 by a newline), and `text` is the chat prompt the runtime renders for a `tools=` request (`Toolformer._render`:
 the tokenizer's chat template, the tools in the system prompt when the template takes none) followed by that answer,
-so training text and inference prompt are the same bytes. Nothing here comes from BFCL or another benchmark.
+so training text and inference prompt are the same bytes; `prompt` and `completion` hold the two parts (TRL's
+prompt–completion format: `toolformer train` puts only the completion in the loss). Nothing here comes from BFCL or another benchmark.
 """
 
 from __future__ import annotations
@@ -215,7 +216,9 @@ def generate_rows(
         )
         row = {"id": f"functions-{seed}-{i}", **make_row(kind, rng)}
         if render is not None:
-            row["text"] = render(row["messages"], row["tools"]) + row["answer"]
+            # TRL's prompt–completion pair (train puts only the answer in the loss) and the text they make.
+            row["prompt"], row["completion"] = render(row["messages"], row["tools"]), row["answer"]
+            row["text"] = row["prompt"] + row["completion"]
         yield row
 
 

@@ -34,6 +34,27 @@ def model_meta(model: Any) -> dict[str, Any]:
     return _read_meta(folder / META_FILE)
 
 
+def adapter_folder(spec: str, base: str | None = None) -> Path:
+    """The folder of a LoRA adapter named by `spec`: an adapter alias (`toolformer-135m`) or a folder holding
+    `adapter_config.json`. With `base` (an alias), an adapter that names a different base alias is refused."""
+    from toolformer.models.aliases import ALIASES, adapter_dir
+
+    alias = ALIASES.get(spec)
+    if alias is not None and alias.adapter is not None:
+        folder = adapter_dir(alias)
+    else:
+        folder = Path(spec).expanduser()
+        if not (folder / "adapter_config.json").is_file():
+            raise ModelNotFoundError(
+                f"init_adapter={spec!r}: neither an adapter alias nor a folder with adapter_config.json "
+                "(a `toolformer train --lora --no-merge` output)"
+            )
+    named = _read_meta(folder / META_FILE).get("base") if (folder / META_FILE).is_file() else None
+    if base is not None and base in ALIASES and isinstance(named, str) and named in ALIASES and named != base:
+        raise ModelNotFoundError(f"init_adapter={spec!r} was trained on {named!r}, not on model={base!r}")
+    return folder
+
+
 def ship_adapter(trained: str | Path, alias: str = "toolformer-135m", base: str = BASE_MODEL) -> Path:
     """Copy a `toolformer train --lora --no-merge` output into the package as the adapter of `alias`.
 

@@ -51,6 +51,12 @@ class TrainConfig:
     )
     text_field: str = _opt("text", "JSONL field holding the training text (with inline calls).")
     lora: bool = _opt(False, "Train a LoRA adapter instead of every weight (full fine-tuning, the paper's).")
+    init_adapter: str = _opt(
+        "",
+        "LoRA: continue training this adapter (a `train --lora --no-merge` output folder, or an adapter alias such "
+        "as toolformer-135m) instead of a new one; its rank and target modules are kept, and --model must be the "
+        "base it was trained on.",
+    )
     lora_r: int = _opt(16, "LoRA rank r.")
     lora_alpha: int = _opt(32, "LoRA alpha (the update is scaled by alpha / r).")
     lora_dropout: float = _opt(0.05, "Dropout on the LoRA input.")
@@ -189,6 +195,10 @@ class TrainConfig:
             raise ConfigError(
                 f"save_steps={self.save_steps} must be a multiple of eval_steps={self.eval_steps}: the best "
                 "checkpoint by dev perplexity can only be one that was evaluated"
+            )
+        if self.init_adapter and not self.lora:
+            raise ConfigError(
+                f"init_adapter={self.init_adapter!r} needs --lora (it continues a LoRA adapter)"
             )
         if not [m for m in self.lora_target_modules.split(",") if m.strip()]:
             raise ConfigError(f"lora_target_modules={self.lora_target_modules!r} names no module")

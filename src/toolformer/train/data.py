@@ -2,7 +2,9 @@
 
 Input (`read_corpus`): an output folder of `toolformer annotate`, read with its own reader
 (`datagen.outputs.AnnotateFolder`: every document, its shard row if it kept a call, its text if it kept none), a
-JSONL file, or a folder of JSONL files (`--text-field`, default "text"). A text holding a complete call
+JSONL file, or a folder of JSONL files (`--text-field`, default "text"; a row with string `prompt` and `completion`
+fields instead is TRL's prompt–completion format: its text is prompt + completion, and only the completion is in
+the loss, in either loss mode, as TRL does). A text holding a complete call
 `[Tool(args) → result]` is *annotated*; a document or row without one is *plain*. Each annotated text also gives
 a *source* text: its `source_text`, else the text with the calls taken out (`strip_calls`). `Corpus.documents`
 accounts for every document (or row): annotated, plain, or dropped with the reason. An annotate folder whose run
@@ -18,7 +20,8 @@ takes every row as given. `MixStats` counts what went in, by origin, and the sha
 
 Tokens (`encode`): the text and EOS, cut to `max_length`. Loss "all" labels every token (the paper); "after-call"
 labels the tokens from the one holding the first call's "[" on (offsets from the fast tokenizer), so the prefix
-the model merely reads costs nothing. A text with no labelled token left is dropped and counted.
+the model merely reads costs nothing; a prompt–completion row labels its completion only. A text with no labelled
+token left is dropped and counted.
 """
 
 from __future__ import annotations
@@ -54,6 +57,9 @@ class Text:
     split: str
     origin: str  # ANNOTATED (has calls), PLAIN (a document without calls) or SOURCE (an annotated text, calls removed)
     loss_start: int | None = None
+    completion_start: int | None = (
+        None  # a prompt–completion row: no token before this offset is ever labelled
+    )
 
     @property
     def has_call(self) -> bool:
@@ -202,7 +208,14 @@ def read_corpus(
     return corpus
 
 
-def _add(corpus: Corpus, doc_id: str, text: str, split: str, source_text: str | None = None) -> None:
+def _add(
+    corpus: Corpus,
+    doc_id: str,
+    text: str,
+    split: str,
+    source_text: str | None = None,
+    completion_start: int | None = None,
+) -> None:
     """File one text as annotated (with its source) or plain, by whether it holds a call with its result.
 
     Only executed calls e(c, r) count: a call written without a result (a tools header's `[QA("…")]` example)
@@ -210,30 +223,36 @@ def _add(corpus: Corpus, doc_id: str, text: str, split: str, source_text: str | 
     """
     spans = [s for s in find_calls(text, include_incomplete=False) if s.call.result is not None]
     if not spans:
-        corpus.plain.append(Text(doc_id, text, split, PLAIN))
+        corpus.plain.append(Text(doc_id, text, split, PLAIN, None, completion_start))
         corpus.documents.plain += 1
         corpus.documents.total += 1
         return
     start = spans[0].start
-    corpus.annotated.append(Text(doc_id, text, split, ANNOTATED, start))
+    corpus.annotated.append(Text(doc_id, text, split, ANNOTATED, start, completion_start))
     corpus.documents.annotated += 1
     corpus.documents.total += 1
     if not isinstance(source_text, str) or not source_text.strip():
         source_text = strip_calls(text)
     # The text before the first call is the same in both, so the call's offset marks the same place.
-    corpus.source.append(Text(doc_id, source_text, split, SOURCE, min(start, len(source_text))))
+    corpus.source.append(
+        Text(doc_id, source_text, split, SOURCE, min(start, len(source_text)), completion_start)
+    )
 
 
 def _read_jsonl(files: list[Path], text_field: str, dev_fraction: float) -> Corpus:
     corpus = Corpus("jsonl", [str(f) for f in files])
     for f in files:
         for number, row in iter_jsonl(f):
-            if text_field not in row:
+            pair = _prompt_completion(row, f, number)
+            if pair is not None:
+                text, completion_start = pair[0] + pair[1], len(pair[0])
+            elif text_field not in row:
                 fields = ", ".join(sorted(row)[:8])
                 raise DataError(
                     f"{f}:{number} has no field {text_field!r} (fields: {fields}); pick one with --text-field"
                 )
-            text = row[text_field]
+            else:
+                text, completion_start = row[text_field], None
             if not isinstance(text, str):
                 raise DataError(
                     f"{f}:{number}: field {text_field!r} is a {type(text).__name__}, not a string"
@@ -246,8 +265,23 @@ def _read_jsonl(files: list[Path], text_field: str, dev_fraction: float) -> Corp
             if split not in SPLITS:
                 corpus.documents.drop(f"split={split}")
                 continue
-            _add(corpus, doc_id, text, split, row.get("source_text"))
+            _add(corpus, doc_id, text, split, row.get("source_text"), completion_start)
     return corpus
+
+
+def _prompt_completion(row: dict[str, Any], path: Path, number: int) -> tuple[str, str] | None:
+    """(prompt, completion) of a row holding both fields, else None (a text row); DataError if either is no string."""
+    if "prompt" not in row or "completion" not in row:
+        return None
+    for name in ("prompt", "completion"):
+        if not isinstance(row.get(name), str):
+            raise DataError(
+                f"{path}:{number}: a prompt–completion row needs string fields 'prompt' and 'completion' "
+                f"({name!r} is {type(row.get(name)).__name__})"
+            )
+    if not row["completion"].strip():
+        raise DataError(f"{path}:{number}: field 'completion' is empty")
+    return row["prompt"], row["completion"]
 
 
 _NUMBER = re.compile(r"\d+")
@@ -432,18 +466,22 @@ def encode_many(
     texts = [t.text for t in items]
     masked = loss == "after-call"
     fast = bool(getattr(tokenizer, "is_fast", False))
-    enc = tokenizer(texts, return_offsets_mapping=masked and fast)
+    cuts = masked or any(t.completion_start is not None for t in items)
+    enc = tokenizer(texts, return_offsets_mapping=cuts and fast)
     eos = tokenizer.eos_token_id
     out: list[dict[str, list[int]] | None] = []
     for i, item in enumerate(items):
         ids = list(enc["input_ids"][i])
+        cut = item.completion_start
         if masked and item.loss_start is not None:
+            cut = max(cut or 0, item.loss_start)
+        if cut is not None:
             if fast:
                 offsets = enc["offset_mapping"][i]
                 # A token counts if it ends after the call's "[": " [" and "=[" tokens are in, "= " is out.
-                keep = [end > item.loss_start for _, end in offsets]
+                keep = [end > cut for _, end in offsets]
             else:
-                prefix = list(tokenizer(item.text[: item.loss_start])["input_ids"])
+                prefix = list(tokenizer(item.text[:cut])["input_ids"])
                 n = _common_prefix(prefix, ids)
                 keep = [j >= n for j in range(len(ids))]
         else:

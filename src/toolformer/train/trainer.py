@@ -226,6 +226,19 @@ def _peft_config(config: TrainConfig) -> Any:
     )
 
 
+def _with_adapter(model: Any, config: TrainConfig) -> Any:
+    """`model` wrapped in the adapter `config.init_adapter` names, its weights trainable (float32 on a float32
+    base: peft casts a float16 shipped adapter up)."""
+    try:
+        from peft import PeftModel
+    except ImportError as exc:
+        raise MissingExtraError("peft is not installed: pip install 'toolformer-kit[train]'") from exc
+    from toolformer.models.adapters import adapter_folder
+
+    folder = adapter_folder(config.init_adapter, base=config.model)
+    return PeftModel.from_pretrained(model, str(folder), is_trainable=True)
+
+
 def _tensorboard(config: TrainConfig, out: Path) -> tuple[Any, str | None]:
     if not config.tensorboard:
         return None, None
@@ -342,6 +355,8 @@ def train(
         from toolformer.models.load import load_model
 
         model, tokenizer = load_model(config.model, device=device, dtype="float32")
+    if config.init_adapter:
+        model = _with_adapter(model, config)
     train_rows, dropped = _rows(tokenizer, train_texts, config)
     dev_rows, dev_dropped = _rows(tokenizer, dev_texts, config)
     if not train_rows:
@@ -394,7 +409,7 @@ def _run(
             train_dataset=Dataset.from_list(train_rows),
             eval_dataset=Dataset.from_list(dev_rows) if has_dev else None,
             processing_class=tokenizer,
-            peft_config=_peft_config(config) if config.lora else None,
+            peft_config=_peft_config(config) if config.lora and not config.init_adapter else None,
             callbacks=callbacks,
         )
     for noisy in (PrinterCallback, ProgressCallback):
