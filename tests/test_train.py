@@ -353,6 +353,19 @@ def test_init_adapter_continues_a_trained_adapter(tmp_path: Path, tiny_dir: Path
         train(config(data, tmp_path / "o2", tiny_dir, lora=True, init_adapter=str(tmp_path / "nowhere")))
 
 
+def test_init_adapter_names_the_shipped_adapter_by_its_alias_and_refuses_another_base() -> None:
+    from toolformer.errors import ModelNotFoundError
+    from toolformer.models.adapters import adapter_folder
+    from toolformer.models.aliases import ALIASES, adapter_dir
+
+    folder = adapter_folder("toolformer-135m", base="smollm2-135m-instruct")
+    assert folder == adapter_dir(ALIASES["toolformer-135m"]) and (folder / "adapter_config.json").is_file()
+    with pytest.raises(
+        ModelNotFoundError, match="was trained on 'smollm2-135m-instruct', not on model='gemma3-270m'"
+    ):
+        adapter_folder("toolformer-135m", base="gemma3-270m")
+
+
 def torch_allclose(x: Any, y: Any) -> bool:
     import torch
 
