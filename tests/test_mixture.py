@@ -101,8 +101,9 @@ def test_mt_texts_take_the_answer_from_the_translator_and_skip_its_errors() -> N
     def translate(text: str) -> str:
         return "The black cat sleeps." if "gato" in text else "error: no pair"
 
-    rows = list(candidates.mt_texts(pairs, translate))
-    assert len(rows) == 1
+    errors: list[str] = []
+    rows = list(candidates.mt_texts(pairs, translate, errors=errors))
+    assert len(rows) == 1 and errors == ["error: no pair"]  # skipped, and said why
     (span,) = _one_call(rows[0]["text"])
     assert span.call.name == "MT" and json.loads(span.call.args) == "El gato negro duerme."
     assert "The black cat sleeps" in rows[0]["text"]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from toolformer.cli.common import clean_errors
+from toolformer.cli.common import clean_errors, err_console
 
 mixture_app = typer.Typer(
     help="The all-tools training mixture: candidate texts per tool (build), then the training file (assemble).",
@@ -101,6 +101,8 @@ def mixture_build(
         candidates.write_jsonl(Path(out) / "chat.jsonl", rows)
         summary["chat.jsonl"] = candidates.count_kinds(rows)
     print(json.dumps(summary, indent=1))
+    for name, why in summary.get("notes", {}).items():
+        err_console.print(f"warning: {name}: {why}")
 
 
 @mixture_app.command("assemble")

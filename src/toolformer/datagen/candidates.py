@@ -398,11 +398,16 @@ def mt_sentences(
                 break
 
 
-def mt_texts(pairs: Iterable[tuple[str, str]], translate: Any, seed: int = 0) -> Iterator[dict[str, Any]]:
-    """Questions about foreign sentences; `translate(text) -> str` (the MT tool) writes the answer."""
+def mt_texts(
+    pairs: Iterable[tuple[str, str]], translate: Any, seed: int = 0, errors: list[str] | None = None
+) -> Iterator[dict[str, Any]]:
+    """Questions about foreign sentences; `translate(text) -> str` (the MT tool) writes the answer. A sentence the
+    tool could not translate is skipped, its answer appended to `errors` (so the caller can say why)."""
     for doc_id, src in pairs:
         english = translate(src)
         if not english or english.startswith("error:"):
+            if errors is not None:
+                errors.append(english or "error: empty translation")
             continue
         english = english.strip().rstrip(".")
         q, a = MT_QUESTIONS[seeded_rng(seed, doc_id).randrange(len(MT_QUESTIONS))]
@@ -442,7 +447,8 @@ def build_candidates(
     TOOLFORMER_TODAY=DATE) and `plain.jsonl` (no calls).
 
     `counts` caps each kind (kind -> number of texts); articles are taken in a seeded shuffle, so the plain
-    passages and the question texts come from different articles. Returns {file: {kind: count}}.
+    passages and the question texts come from different articles. Returns {file: {kind: count}}, and under
+    "notes" {file: why texts were skipped} when any were (e.g. the MT tool answering errors with no translator).
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -451,6 +457,7 @@ def build_candidates(
     n_plain = counts.get("plain", 0)
     plain_articles, question_articles = articles[:n_plain], articles[n_plain:]
     take = lambda kind, it: list(itertools.islice(it, counts.get(kind, 0)))  # noqa: E731
+    notes: dict[str, str] = {}
     # GSM8K read once: the first `calculator` composable problems go to main, the next `calculator_more` apart,
     # then (`calculator_short`) the short ones not among them.
     problems = list(read_jsonl(gsm8k))
@@ -484,7 +491,12 @@ def build_candidates(
     if vital_es is not None and translate is not None and counts.get("mt", 0):
         es = list(read_jsonl(vital_es))
         seeded_rng(seed, "es").shuffle(es)
-        files["mt.jsonl"] = take("mt", mt_texts(mt_sentences(es), translate, seed))
+        errors: list[str] = []
+        files["mt.jsonl"] = take("mt", mt_texts(mt_sentences(es), translate, seed, errors))
+        if (
+            errors
+        ):  # nothing dropped silently: how many, and the tool's first answer (it names what to install)
+            notes["mt.jsonl"] = f"{len(errors)} sentences skipped: the MT tool answered {errors[0]!r}"
     per_date = counts.get("calendar", 0)
     for day in dates:
         files[f"calendar-{day.isoformat()}.jsonl"] = list(itertools.islice(calendar_texts(day), per_date))
@@ -492,6 +504,8 @@ def build_candidates(
     for name, rows in files.items():
         write_jsonl(out / name, rows)
         summary[name] = count_kinds(rows)
+    if notes:
+        summary["notes"] = notes
     (out / "candidates.json").write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
     return summary
 
