@@ -493,9 +493,8 @@ def build_candidates(
         seeded_rng(seed, "es").shuffle(es)
         errors: list[str] = []
         files["mt.jsonl"] = take("mt", mt_texts(mt_sentences(es), translate, seed, errors))
-        if (
-            errors
-        ):  # nothing dropped silently: how many, and the tool's first answer (it names what to install)
+        # Nothing dropped silently: how many, and the tool's first answer (it names what to install).
+        if errors:
             notes["mt.jsonl"] = f"{len(errors)} sentences skipped: the MT tool answered {errors[0]!r}"
     per_date = counts.get("calendar", 0)
     for day in dates:

@@ -57,9 +57,8 @@ class Text:
     split: str
     origin: str  # ANNOTATED (has calls), PLAIN (a document without calls) or SOURCE (an annotated text, calls removed)
     loss_start: int | None = None
-    completion_start: int | None = (
-        None  # a prompt–completion row: no token before this offset is ever labelled
-    )
+    # A prompt–completion row: no token before this offset is ever labelled.
+    completion_start: int | None = None
 
     @property
     def has_call(self) -> bool:
